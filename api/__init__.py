@@ -1,0 +1,1 @@
+"""rerankq's HTTP front door: routes and schemas over worker.service; never imports torch."""

@@ -1,0 +1,49 @@
+"""create_app(): the FastAPI application, its routers and the one place errors become responses."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routes import health, jobs
+from worker.errors import RerankError
+
+# Where a validation error's location starts with one of these, it is not part of the field's name.
+_LOCATIONS = {"body", "query", "path", "header"}
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc]
+    if len(parts) > 1 and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    first = details[0]
+    body = {"error": f"{first['field']}: {first['message']}", "field": first["field"], "details": details}
+    return JSONResponse(body, status_code=422)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RerankError)
+    return JSONResponse({"error": exc.message, "field": exc.field, "details": []}, status_code=exc.status_code)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="rerankq",
+        version="0.1.0",
+        description="Queue-driven cross-encoder reranking: submit jobs, poll them, page through results.",
+    )
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RerankError, _domain_error)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,25 @@
+"""Dependencies the routes receive: settings, a database session, the queue to hand work to."""
+
+from collections.abc import Callable, Iterator
+
+from sqlalchemy.orm import Session
+
+from worker.config import Settings, get_settings
+from worker.db import session_factory
+from worker.queue import enqueue_plan
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def session() -> Iterator[Session]:
+    db = session_factory(get_settings().database_url)()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def enqueue() -> Callable[[str], None]:
+    return enqueue_plan

@@ -1,0 +1,63 @@
+"""/v1/jobs: submit, list, look at, cancel, and page through results."""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from api import deps
+from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
+from worker import service
+from worker.config import Settings
+from worker.models import JobStatus
+from worker.spec import JobSpec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+DbSession = Annotated[Session, Depends(deps.session)]
+errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (404, 409, 422, 503)
+}
+
+
+@router.post("", status_code=202, response_model=JobOut, responses=errors)
+def submit_job(
+    spec: JobSpec,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    enqueue: Annotated[Callable[[str], None], Depends(deps.enqueue)],
+) -> dict[str, Any]:
+    """Accept a rerank job; poll GET /v1/jobs/{id} until it is completed."""
+    return service.submit_job(session, spec, settings.model, enqueue)
+
+
+@router.get("", response_model=JobList, responses=errors)
+def list_jobs(
+    session: DbSession, status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> dict[str, Any]:
+    """Jobs, newest first, optionally of one status."""
+    return {"jobs": service.list_jobs(session, status, limit)}
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=errors)
+def get_job(job_id: str, session: DbSession) -> dict[str, Any]:
+    """Status, progress (counts, rate, ETA) and timestamps of a job."""
+    return service.job_status(session, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
+def cancel_job(job_id: str, session: DbSession) -> dict[str, Any]:
+    """Stop a job; results scored before the cancel stay available."""
+    return service.cancel_job(session, job_id)
+
+
+@router.get("/{job_id}/results", response_model=ResultsPage, responses=errors)
+def get_results(
+    job_id: str,
+    session: DbSession,
+    query_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Ranked results, ordered by query then rank, a page at a time."""
+    return service.results_page(session, job_id, query_id, limit, cursor)

@@ -1,0 +1,1 @@
+"""rerankq's domain: configuration, storage, planning, the scoring engine and the Celery tasks."""

@@ -1,0 +1,188 @@
+"""The `rerankq` command: servers (migrate, api, worker), a client of the API (submit, status,
+results) and `run`, the whole pipeline in one process on SQLite with no servers."""
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from tqdm import tqdm
+
+from worker.config import get_settings
+from worker.errors import RerankError
+from worker.spec import JobOptions
+
+app = typer.Typer(
+    help="rerankq: queue-driven cross-encoder reranking.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+log = logging.getLogger("rerankq")
+
+ApiUrl = Annotated[str, typer.Option(envvar="RERANK_API_URL", help="Base URL of the rerankq API.")]
+DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic upgrade head)."""
+    from worker.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    _logging("info")
+    uvicorn.run("api.app:app", host=host, port=port)
+
+
+@app.command()
+def worker(
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default: RERANK_DEVICE)")] = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: RERANK_QUEUE)")] = None,
+    loglevel: str = "info",
+) -> None:
+    """Run a Celery worker: one process, one model, loaded once before the first task."""
+    if device:
+        os.environ["RERANK_DEVICE"] = device
+        get_settings.cache_clear()
+    _logging(loglevel)
+    from worker.queue import celery_app
+    from worker.tasks import process_reranker
+
+    reranker = process_reranker()
+    settings = get_settings()
+    name = f"rerankq-{reranker.device}-{os.getpid()}@%h".replace(":", "")
+    celery_app.worker_main(
+        ["worker", "--pool=solo", f"--queues={queues or settings.queue}", f"--loglevel={loglevel}", "-n", name]
+    )
+
+
+def _options(threshold: float | None, top_k: int | None, max_length: int | None) -> JobOptions:
+    given = {"threshold": threshold, "top_k": top_k, "max_length": max_length}
+    return JobOptions(**{k: v for k, v in given.items() if v is not None})
+
+
+Threshold = Annotated[float | None, typer.Option(help="Relevant when score > threshold (default 0.5).")]
+TopK = Annotated[int | None, typer.Option(help="Results kept per query.")]
+MaxLength = Annotated[int | None, typer.Option(help="Tokens per pair (default 1024).")]
+
+
+def _load(path: Path, options: JobOptions) -> Any:
+    from worker.jobfile import read_job_file
+
+    try:
+        return read_job_file(path, options)
+    except RerankError as error:
+        raise typer.BadParameter(error.message, param_hint="FILE") from error
+
+
+def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        response = httpx.request(method, url, timeout=60, **kwargs)
+    except httpx.TransportError as error:
+        raise typer.BadParameter(f"cannot reach the API at {url}: {error}", param_hint="--api-url") from error
+    if response.status_code >= 400:
+        typer.echo(f"error {response.status_code}: {response.json().get('error', response.text)}", err=True)
+        raise typer.Exit(1)
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _follow(api_url: str, job_id: str) -> dict[str, Any]:
+    """Poll a job, with a progress bar (pairs, rate, ETA), until it finishes."""
+    job = _request("GET", f"{api_url}/v1/jobs/{job_id}")
+    with tqdm(total=job["progress"]["total"], unit="pair", desc=job_id[:8]) as bar:
+        while True:
+            progress = job["progress"]
+            bar.update(progress["done"] + progress["failed"] - bar.n)
+            if progress["eta_seconds"] is not None:
+                bar.set_postfix(status=job["status"], eta=f"{progress['eta_seconds']:.0f}s")
+            if job["status"] in ("completed", "failed", "cancelled"):
+                return job
+            time.sleep(1)
+            job = _request("GET", f"{api_url}/v1/jobs/{job_id}")
+
+
+@app.command()
+def submit(
+    file: Path,
+    api_url: ApiUrl = DEFAULT_API,
+    wait: Annotated[bool, typer.Option(help="Show progress until the job finishes.")] = False,
+    threshold: Threshold = None,
+    top_k: TopK = None,
+    max_length: MaxLength = None,
+) -> None:
+    """Submit a JSONL job file (one query with its documents per line); prints the job id."""
+    spec = _load(file, _options(threshold, top_k, max_length))
+    job = _request("POST", f"{api_url}/v1/jobs", json=spec.model_dump(mode="json"))
+    typer.echo(job["id"])
+    if wait:
+        job = _follow(api_url, job["id"])
+        typer.echo(f"job {job['id']} {job['status']}", err=True)
+
+
+@app.command()
+def status(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+    """Print a job's status and progress as JSON."""
+    typer.echo(json.dumps(_request("GET", f"{api_url}/v1/jobs/{job_id}"), indent=2))
+
+
+@app.command()
+def results(
+    job_id: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")],
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Download every ranked result of a finished job."""
+    from worker.jobfile import write_results
+    from worker.service import iter_pages
+
+    def fetch(cursor: str | None) -> dict[str, Any]:
+        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+        return _request("GET", f"{api_url}/v1/jobs/{job_id}/results", params=params)
+
+    count = write_results(iter_pages(fetch), output)
+    typer.echo(f"{count} results written to {output}", err=True)
+
+
+@app.command()
+def run(
+    file: Path,
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")] = Path("results.jsonl"),
+    threshold: Threshold = None,
+    top_k: TopK = None,
+    max_length: MaxLength = None,
+) -> None:
+    """The whole pipeline on this machine: no servers, the embedded database, an in-process worker."""
+    from worker.embedded import run_file
+
+    _logging("warning")
+    try:
+        count, job = run_file(file, output, _options(threshold, top_k, max_length))
+    except RerankError as error:
+        raise typer.BadParameter(error.message, param_hint="FILE") from error
+    typer.echo(f"job {job['id']} {job['status']}: {count} results written to {output}", err=True)
+
+
+@app.command("build-test-model")
+def build_test_model(
+    path: Path,
+    shape: Annotated[str, typer.Option(help="tiny | base | v2-m3")] = "tiny",
+) -> None:
+    """Write a random-weight cross-encoder (trained tokenizer) for offline tests; scores mean nothing."""
+    from worker.engine.random_model import build_random_reranker
+
+    build_random_reranker(path, shape)
+    typer.echo(f"random-weight {shape} reranker written to {path}")

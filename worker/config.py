@@ -1,0 +1,33 @@
+"""Settings: the one place rerankq's defaults live (environment variables prefixed RERANK_)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Dtype = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class Settings(BaseSettings):
+    """Every knob of API, worker and CLI; read once per process from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RERANK_", extra="ignore")
+
+    database_url: str = Field("sqlite:///./rerankq.db", description="SQLAlchemy URL of the job store.")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
+    model: str = Field("BAAI/bge-reranker-v2-m3", description="Hub id or local directory of the reranker.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: Dtype = Field("auto", description="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")
+    max_length: int = Field(1024, ge=8, le=8192, description="Default tokens per (query, document) pair.")
+    batch_tokens: int = Field(16384, ge=256, description="Padded tokens per forward pass.")
+    task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")
+    queue: str = Field("rerank", description="Celery queue that carries rerank work.")
+    max_attempts: int = Field(3, ge=1, description="Deliveries of one batch before it is marked failed.")
+    visibility_timeout: int = Field(3600, ge=60, description="Seconds before Redis re-delivers an unacked task.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide Settings, read from the environment on first use."""
+    return Settings()

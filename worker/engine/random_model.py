@@ -1,0 +1,67 @@
+"""Random-weight XLM-RoBERTa cross-encoders with a really trained tokenizer, built on the fly.
+
+Tests, benchmarks and the offline quick start use them: no hub is needed, the loading path is the
+real one, and throughput depends on the shape, not on the weights (their scores mean nothing)."""
+
+import string
+from pathlib import Path
+
+import torch
+from tokenizers import SentencePieceUnigramTokenizer, processors
+from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaTokenizerFast
+
+SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+# Every basic CJK ideograph, so Chinese text tokenizes without <unk>s.
+ALPHABET = [*string.printable.strip(), *map(chr, range(0x4E00, 0x9FA6)), *"，。？！：；、（）“”《》"]
+
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    # bge-reranker-base: XLM-R base.
+    "base": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "vocab_size": 250002,
+    },
+    # bge-reranker-v2-m3: XLM-R large with 8192 positions.
+    "v2-m3": {
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "vocab_size": 250002,
+    },
+}
+
+
+def train_tokenizer() -> XLMRobertaTokenizerFast:
+    """A SentencePiece-unigram tokenizer trained on the bundled English and Chinese corpus."""
+    lines = (Path(__file__).parent / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    backend = SentencePieceUnigramTokenizer()
+    backend.train_from_iterator(
+        lines, vocab_size=24000, special_tokens=SPECIAL, unk_token="<unk>", initial_alphabet=ALPHABET,
+        show_progress=False,
+    )
+    backend.post_processor = processors.RobertaProcessing(sep=("</s>", 2), cls=("<s>", 0))
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=backend._tokenizer,
+        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=8192,
+    )
+
+
+def build_random_reranker(path: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight cross-encoder of `shape` (tiny | base | v2-m3) to `path`."""
+    tokenizer = train_tokenizer()
+    dims = dict(SHAPES[shape])
+    vocab = max(dims.pop("vocab_size", 0), len(tokenizer))
+    # initializer_range 0.2 (not 0.02): logits then spread over O(1), so parity checks measure something.
+    config = XLMRobertaConfig(
+        vocab_size=vocab, max_position_embeddings=8194, num_labels=1, pad_token_id=1,
+        bos_token_id=0, eos_token_id=2, initializer_range=0.2, **dims,
+    )
+    torch.manual_seed(seed)
+    XLMRobertaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,87 @@
+"""The three steps a job goes through, as plain functions over a session: plan it into batches,
+score one batch, finalize (rank per query). Celery tasks and the embedded `rerankq run` both call
+these; each is safe to repeat when a task is delivered twice."""
+
+import logging
+import time
+
+from sqlalchemy.orm import Session
+
+from worker import store
+from worker.engine import Reranker
+from worker.models import JobStatus
+from worker.planner import plan_batches
+
+log = logging.getLogger(__name__)
+
+
+def plan_job(session: Session, job_id: str, task_pairs: int) -> list[int]:
+    """Split a queued job into batches and mark it running; the ids of the batches still to score."""
+    job = store.get_job(session, job_id)
+    if job.status == JobStatus.queued:
+        groups = plan_batches(store.pair_lengths(session, job_id), task_pairs)
+        store.insert_batches(session, job_id, groups)
+        store.transition(session, job_id, JobStatus.running)
+        log.info("job %s planned: %d pairs in %d batches", job_id, job.total_pairs, len(groups))
+    batches = store.open_batches(session, job_id) if job.status == JobStatus.running else []
+    session.commit()
+    return batches
+
+
+def score_batch(session: Session, batch_id: int, reranker: Reranker, max_attempts: int) -> str | None:
+    """Score one batch and store its results; the job id once its last batch is finished, so the
+    caller can finalize it. A batch delivered more than `max_attempts` times is marked failed
+    (a batch that kills its worker must not loop forever)."""
+    claim = store.claim_batch(session, batch_id)
+    session.commit()
+    if claim is None:  # finished by an earlier delivery: only the completion check is left
+        job_id = store.batch_job_id(session, batch_id)
+        return job_id if _all_scored(session, job_id) else None
+    job_id, attempts = claim
+    job = store.get_job(session, job_id)
+    if job.status != JobStatus.running:
+        store.fail_batch(session, batch_id, job_id, f"job is {job.status}")
+    elif attempts > max_attempts:
+        log.error("batch %d of job %s failed: delivered %d times", batch_id, job_id, attempts)
+        store.fail_batch(session, batch_id, job_id, f"gave up after {max_attempts} attempts")
+    else:
+        try:
+            _score(session, batch_id, job_id, reranker, job.options["max_length"])
+        except Exception as error:  # a batch that cannot be scored must not leave its job hanging
+            session.rollback()
+            log.exception("batch %d of job %s failed", batch_id, job_id)
+            store.fail_batch(session, batch_id, job_id, f"{type(error).__name__}: {error}")
+    session.commit()
+    return job_id if _all_scored(session, job_id) else None
+
+
+def _score(session: Session, batch_id: int, job_id: str, reranker: Reranker, max_length: int) -> None:
+    started = time.perf_counter()
+    rows = store.batch_pairs(session, batch_id)
+    raw = reranker.score([(query, document) for _, _, query, document in rows], max_length=max_length)
+    scored = [(doc_id, query_id, score) for (doc_id, query_id, _, _), score in zip(rows, raw, strict=True)]
+    store.record_results(session, batch_id, job_id, scored)
+    seconds = time.perf_counter() - started
+    log.info(
+        "job %s batch %d: %d pairs on %s in %.2fs (%.0f pairs/s)",
+        job_id, batch_id, len(rows), reranker.device, seconds, len(rows) / max(seconds, 1e-9),
+    )
+
+
+def _all_scored(session: Session, job_id: str) -> bool:
+    job = store.get_job(session, job_id)
+    return job.status == JobStatus.running and job.done_pairs + job.failed_pairs >= job.total_pairs
+
+
+def finalize_job(session: Session, job_id: str) -> None:
+    """Rank every query's results and close the job: completed, or failed if no pair was scored."""
+    job = store.get_job(session, job_id)
+    if not _all_scored(session, job_id):
+        return
+    store.rank_results(session, job_id)
+    if job.done_pairs == 0 and job.total_pairs > 0:
+        store.transition(session, job_id, JobStatus.failed, error="every batch failed; see the worker logs")
+    else:
+        store.transition(session, job_id, JobStatus.completed)
+    session.commit()
+    log.info("job %s finalized: %d scored, %d failed", job_id, job.done_pairs, job.failed_pairs)

@@ -1,0 +1,39 @@
+"""The Celery app, configured for long GPU work, and the one way work is put on the queue.
+Imports no torch: the API process uses it to enqueue by task name."""
+
+from celery import Celery
+
+from worker.config import Settings, get_settings
+
+PLAN_TASK = "rerankq.plan_job"
+SCORE_TASK = "rerankq.score_batch"
+FINALIZE_TASK = "rerankq.finalize_job"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("rerankq", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,  # a task is acknowledged after it ran: a killed worker's task is re-delivered
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # one batch in hand per worker; the rest stays on the queue
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        task_ignore_result=True,  # state lives in the database, not in a result backend
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
+    )
+    return app
+
+
+celery_app = make_celery(get_settings())
+
+
+def enqueue(task: str, *args: object) -> None:
+    """Put one task on the rerank queue."""
+    celery_app.send_task(task, args=list(args), queue=get_settings().queue)
+
+
+def enqueue_plan(job_id: str) -> None:
+    enqueue(PLAN_TASK, job_id)

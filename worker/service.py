@@ -1,0 +1,142 @@
+"""Use-cases shared by the HTTP API and the CLI: submit a job, look at it, cancel it, page its results."""
+
+import base64
+import binascii
+import math
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from worker import store
+from worker.errors import Conflict, InvalidInput, NotFound, RerankError
+from worker.models import FINISHED, Job, JobStatus, utcnow
+from worker.spec import JobSpec
+
+
+class Unavailable(RerankError):
+    """A backing service (the broker) could not take the work; nothing was accepted."""
+
+    status_code = 503
+
+
+def submit_job(
+    session: Session, spec: JobSpec, model: str, enqueue: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Store a job and hand it to the queue; if the queue is unreachable the job is marked failed."""
+    job = store.insert_job(session, spec, model)
+    session.commit()
+    if enqueue is not None:
+        try:
+            enqueue(job.id)
+        except Exception as error:
+            store.transition(session, job.id, JobStatus.failed, error=f"could not enqueue: {error}")
+            session.commit()
+            raise Unavailable(f"the job queue is unreachable ({error}); job {job.id} was not started") from error
+    return job_view(store.get_job(session, job.id))
+
+
+def job_status(session: Session, job_id: str) -> dict[str, Any]:
+    return job_view(store.get_job(session, job_id))
+
+
+def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[dict[str, Any]]:
+    return [job_view(job) for job in store.list_jobs(session, status, limit)]
+
+
+def cancel_job(session: Session, job_id: str) -> dict[str, Any]:
+    """Stop a queued or running job; what was scored so far stays, ranked, as its results."""
+    job = store.get_job(session, job_id)
+    if not store.transition(session, job_id, JobStatus.cancelled):
+        raise Conflict(f"job {job_id} is already {job.status}", field="status")
+    store.rank_results(session, job_id)
+    session.commit()
+    return job_view(store.get_job(session, job_id))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything rerankq stores is UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """What a client sees of a job: status, progress with rate and ETA, timestamps, options."""
+    started, finished = _aware(job.started_at), _aware(job.finished_at)
+    rate: float | None = None
+    eta: float | None = None
+    if started is not None and job.done_pairs:
+        elapsed = ((finished or utcnow()) - started).total_seconds()
+        rate = job.done_pairs / max(elapsed, 1e-3)
+        remaining = job.total_pairs - job.done_pairs - job.failed_pairs
+        eta = 0.0 if job.status in FINISHED else remaining / rate
+    return {
+        "id": job.id,
+        "status": job.status,
+        "model": job.model,
+        "progress": {
+            "total": job.total_pairs,
+            "done": job.done_pairs,
+            "failed": job.failed_pairs,
+            "pairs_per_second": rate,
+            "eta_seconds": eta,
+        },
+        "created_at": _aware(job.created_at),
+        "started_at": started,
+        "finished_at": finished,
+        "error": job.error,
+        "options": job.options,
+    }
+
+
+def _encode_cursor(position: int, rank: int) -> str:
+    return base64.urlsafe_b64encode(f"{position}.{rank}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        position, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
+        return int(position), int(rank)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from error
+
+
+def results_page(
+    session: Session, job_id: str, query_id: str | None = None, limit: int = 100, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of ranked results (by query, then rank) and the cursor of the next page, if any."""
+    job = store.get_job(session, job_id)
+    if job.status not in FINISHED:
+        raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
+    if query_id is not None and not store.has_query(session, job_id, query_id):
+        raise NotFound(f"job {job_id} has no query {query_id!r}", field="query_id")
+    options = job.options
+    after = _decode_cursor(cursor) if cursor else None
+    rows = store.results_page(session, job_id, query_id, options["top_k"], after, limit + 1)
+    next_cursor = _encode_cursor(rows[limit - 1]["query_position"], rows[limit - 1]["rank"]) \
+        if len(rows) > limit else None
+    return {"results": [_result(row, options) for row in rows[:limit]], "next_cursor": next_cursor}
+
+
+def _result(row: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    raw = row["raw_score"]
+    probability = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
+    return {
+        "query_id": row["query_id"],
+        "document_id": row["document_id"],
+        "rank": row["rank"],
+        "raw_score": raw,
+        "score": probability if options["normalize"] else raw,
+        "relevant": probability > options["threshold"],
+    }
+
+
+def iter_pages(fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every result row, following next_cursor from page to page (over the service or over HTTP)."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page["results"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return

@@ -1,0 +1,67 @@
+"""What a client may submit: a rerank job's queries, documents and options (validated once, here,
+for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.documents.3.id."""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic_core import PydanticCustomError
+
+ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unique_ids(items: list[Any], what: str) -> list[Any]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise PydanticCustomError(
+                "duplicate_id",
+                "duplicate {what} id '{id}': items {first} and {index} share it",
+                {"what": what, "id": item.id, "first": seen[item.id], "index": index},
+            )
+        seen[item.id] = index
+    return items
+
+
+class DocumentSpec(_Strict):
+    id: ClientId
+    text: StrictStr
+    metadata: dict[str, Any] | None = None
+
+
+class QuerySpec(_Strict):
+    id: ClientId
+    text: StrictStr = Field(min_length=1)
+    documents: list[DocumentSpec] = Field(min_length=1)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise PydanticCustomError("blank_text", "query text must not be blank")
+        return text
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_documents(cls, documents: list[DocumentSpec]) -> list[DocumentSpec]:
+        return _unique_ids(documents, "document")
+
+
+class JobOptions(_Strict):
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
+    top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
+    max_length: int = Field(1024, ge=8, le=8192, description="Tokens per (query, document) pair.")
+    normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
+
+
+class JobSpec(_Strict):
+    queries: list[QuerySpec] = Field(min_length=1)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+    @field_validator("queries")
+    @classmethod
+    def _unique_queries(cls, queries: list[QuerySpec]) -> list[QuerySpec]:
+        return _unique_ids(queries, "query")
