@@ -186,3 +186,7 @@ def build_test_model(
 
     build_random_reranker(path, shape)
     typer.echo(f"random-weight {shape} reranker written to {path}")
+
+
+if __name__ == "__main__":
+    app()

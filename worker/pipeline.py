@@ -60,6 +60,9 @@ def _score(session: Session, batch_id: int, job_id: str, reranker: Reranker, max
     rows = store.batch_pairs(session, batch_id)
     raw = reranker.score([(query, document) for _, _, query, document in rows], max_length=max_length)
     scored = [(doc_id, query_id, score) for (doc_id, query_id, _, _), score in zip(rows, raw, strict=True)]
+    if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
+        store.fail_batch(session, batch_id, job_id, "job was cancelled while the batch ran")
+        return
     store.record_results(session, batch_id, job_id, scored)
     seconds = time.perf_counter() - started
     log.info(

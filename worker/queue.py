@@ -30,10 +30,10 @@ def make_celery(settings: Settings) -> Celery:
 celery_app = make_celery(get_settings())
 
 
-def enqueue(task: str, *args: object) -> None:
-    """Put one task on the rerank queue."""
-    celery_app.send_task(task, args=list(args), queue=get_settings().queue)
+def enqueue(task: str, *args: object, queue: str | None = None) -> None:
+    """Put one task on `queue` (default: the configured rerank queue)."""
+    celery_app.send_task(task, args=list(args), queue=queue or get_settings().queue)
 
 
-def enqueue_plan(job_id: str) -> None:
-    enqueue(PLAN_TASK, job_id)
+def enqueue_plan(job_id: str, queue: str | None = None) -> None:
+    enqueue(PLAN_TASK, job_id, queue=queue)

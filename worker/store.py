@@ -59,6 +59,12 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
+def lock_job_status(session: Session, job_id: str) -> str:
+    """A job's status, with its row locked until commit (PostgreSQL), so a cancel cannot slip in
+    between this check and the write that depends on it."""
+    return session.execute(select(Job.status).where(Job.id == job_id).with_for_update()).scalar_one()
+
+
 def list_jobs(session: Session, status: JobStatus | None, limit: int) -> Sequence[Job]:
     """Newest first."""
     stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)

@@ -1,0 +1,41 @@
+"""Job bodies and polling shared by the integration tests."""
+
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from worker.spec import JobSpec
+
+
+def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, Any]:
+    return {
+        "queries": [
+            {
+                "id": f"q{q}",
+                "text": f"question {q} about pandas dataframes and missing values",
+                "documents": [
+                    {"id": f"d{d}", "text": f"passage {d} " + "about dropping rows with NaN " * (d % 7 + 1),
+                     "metadata": {"n": d}}
+                    for d in range(documents)
+                ],
+            }
+            for q in range(queries)
+        ],
+        "options": options,
+    }
+
+
+def job_spec(queries: int = 2, documents: int = 5, **options: Any) -> JobSpec:
+    return JobSpec.model_validate(job_body(queries, documents, **options))
+
+
+def wait_for(client: TestClient, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until the job finishes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")

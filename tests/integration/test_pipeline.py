@@ -1,0 +1,128 @@
+"""The pipeline's plain functions on SQLite and PostgreSQL, without a broker: plan, score,
+finalize, and the guarantees a re-delivered or crashing task relies on."""
+
+import math
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tests.integration.helpers import job_spec
+from worker import pipeline, service, store
+from worker.engine import Reranker
+from worker.errors import Conflict, InvalidInput, NotFound
+from worker.models import Batch, BatchStatus, Result
+
+
+def submit(session: Session, queries: int = 2, documents: int = 5, **options: object) -> str:
+    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny")["id"])
+
+
+def run_all(session: Session, job_id: str, reranker: Reranker, task_pairs: int = 3) -> None:
+    for batch_id in pipeline.plan_job(session, job_id, task_pairs):
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
+    pipeline.finalize_job(session, job_id)
+
+
+def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
+    return list(service.iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))
+
+
+def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, queries=3, documents=7)
+    assert service.job_status(session, job_id)["status"] == "queued"
+    run_all(session, job_id, reranker)
+    job = service.job_status(session, job_id)
+    assert job["status"] == "completed"
+    assert job["progress"] | {"pairs_per_second": None} == {
+        "total": 21, "done": 21, "failed": 0, "pairs_per_second": None, "eta_seconds": 0.0}
+    assert job["started_at"] <= job["finished_at"]
+    rows = results(session, job_id, limit=4)
+    assert [(r["query_id"], r["rank"]) for r in rows] == [(f"q{q}", r) for q in range(3) for r in range(1, 8)]
+    for query in ("q0", "q1", "q2"):
+        scores = [r["raw_score"] for r in rows if r["query_id"] == query]
+        assert scores == sorted(scores, reverse=True)
+    expected = reranker.score(
+        [(q.text, d.text) for q in job_spec(3, 7).queries for d in q.documents], max_length=1024
+    )
+    assert sorted(r["raw_score"] for r in rows) == pytest.approx(sorted(expected), abs=1e-5)
+
+
+def test_scores_threshold_top_k_and_raw_scores(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, documents=6, top_k=2, threshold=0.7, normalize=False)
+    run_all(session, job_id, reranker)
+    rows = results(session, job_id)
+    assert [r["rank"] for r in rows] == [1, 2, 1, 2]
+    for row in rows:
+        assert row["score"] == row["raw_score"]
+        assert row["relevant"] == (1 / (1 + math.exp(-row["raw_score"])) > 0.7)
+    only = results(session, job_id, query_id="q1")
+    assert {r["query_id"] for r in only} == {"q1"}
+    with pytest.raises(NotFound):
+        service.results_page(session, job_id, query_id="nope")
+
+
+def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, documents=5)
+    batches = pipeline.plan_job(session, job_id, 4)
+    assert pipeline.plan_job(session, job_id, 4) == batches  # a re-delivered plan task plans nothing new
+    for batch_id in batches + batches:  # every batch delivered twice
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
+    store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
+    pipeline.finalize_job(session, job_id)
+    job = service.job_status(session, job_id)
+    assert job["progress"]["done"] == 10
+    count = session.scalar(select(func.count()).select_from(Result).where(Result.job_id == job_id))
+    assert count == 10
+
+
+def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, queries=1, documents=4)
+    first, second = pipeline.plan_job(session, job_id, 2)
+    for _ in range(3):  # three deliveries that died mid-batch (claimed, never finished)
+        store.claim_batch(session, first)
+        session.commit()
+    assert pipeline.score_batch(session, first, reranker, max_attempts=3) is None
+    assert pipeline.score_batch(session, second, reranker, max_attempts=3) == job_id
+    pipeline.finalize_job(session, job_id)
+    job = service.job_status(session, job_id)
+    assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 2, 2)
+    failed = session.get(Batch, first)
+    assert failed is not None
+    assert failed.status == BatchStatus.failed and failed.attempts == 4
+    assert "gave up after 3 attempts" in (failed.error or "")
+
+
+def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, queries=1, documents=2)
+    (batch,) = pipeline.plan_job(session, job_id, 10)
+    assert pipeline.score_batch(session, batch, reranker, max_attempts=0) == job_id
+    pipeline.finalize_job(session, job_id)
+    job = service.job_status(session, job_id)
+    assert job["status"] == "failed" and "every batch failed" in job["error"]
+
+
+def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session, queries=1, documents=6)
+    first, *rest = pipeline.plan_job(session, job_id, 2)
+    pipeline.score_batch(session, first, reranker, max_attempts=3)
+    assert service.cancel_job(session, job_id)["status"] == "cancelled"
+    for batch_id in rest:  # batches still queued are skipped once the job is cancelled
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
+    assert [r["rank"] for r in results(session, job_id)] == [1, 2]
+    job = service.job_status(session, job_id)
+    assert job["progress"]["done"] == 2 and job["finished_at"] is not None
+    with pytest.raises(Conflict):
+        service.cancel_job(session, job_id)
+
+
+def test_results_wait_for_the_job_and_cursors_are_checked(session: Session, reranker: Reranker) -> None:
+    job_id = submit(session)
+    with pytest.raises(Conflict):
+        service.results_page(session, job_id)
+    run_all(session, job_id, reranker)
+    with pytest.raises(InvalidInput) as caught:
+        service.results_page(session, job_id, cursor="not-a-cursor")
+    assert caught.value.field == "cursor"
+    with pytest.raises(NotFound):
+        service.job_status(session, "0" * 32)

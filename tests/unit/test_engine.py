@@ -1,0 +1,86 @@
+"""The engine against FlagEmbedding's FlagReranker on the same model and pairs: raw logits within
+1e-4 in fp32, in input order, with truncation exactly where the reference truncates."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from worker.engine import Reranker, load_reranker
+from worker.engine.device import resolve_device, resolve_dtype
+
+LONG_EN = " ".join(f"word{i} of a long manual page about rotating keys" for i in range(400))
+LONG_ZH = "员工入职满一年后享有五天带薪年假，工作满十年的员工享有十天年假。" * 60
+PAIRS = [
+    ("how do I drop rows with NaN in pandas?", "Use df.dropna(subset=['a']) to drop them."),
+    ("how do I drop rows with NaN in pandas?", "The giant panda is a bear native to China."),
+    ("年假怎么计算？", "员工入职满一年后享有五天带薪年假。"),
+    ("年假怎么计算？", LONG_ZH),
+    ("rotate the API key without downtime", LONG_EN),
+    (LONG_EN, "a query longer than three quarters of max_length is cut, as FlagReranker cuts it"),
+    ("empty document", ""),
+    ("how do I drop rows with NaN in pandas?", "Use df.dropna(subset=['a']) to drop them."),
+]
+
+
+@pytest.fixture(scope="module")
+def flag(tiny_model: Path):  # type: ignore[no-untyped-def]
+    from FlagEmbedding import FlagReranker
+
+    return FlagReranker(str(tiny_model), use_fp16=False, devices="cpu")
+
+
+@pytest.mark.parametrize("max_length", [64, 512, 1024])
+def test_fp32_parity_with_flagembedding(reranker: Reranker, flag, max_length: int) -> None:  # type: ignore[no-untyped-def]
+    ours = reranker.score(PAIRS, max_length=max_length)
+    reference = flag.compute_score(PAIRS, max_length=max_length)
+    assert len(ours) == len(PAIRS)
+    assert max(abs(a - b) for a, b in zip(ours, reference, strict=True)) < 1e-4
+    assert len(set(round(s, 4) for s in ours)) > 3  # the scores differ: the comparison means something
+
+
+def test_order_and_duplicates(reranker: Reranker) -> None:
+    forward = reranker.score(PAIRS, max_length=256)
+    backward = reranker.score(PAIRS[::-1], max_length=256)
+    assert forward == pytest.approx(backward[::-1], abs=1e-5)
+    assert forward[0] == forward[-1]
+    assert reranker.score([]) == []
+
+
+def test_encoding_truncates_on_the_document_side(reranker: Reranker) -> None:
+    (short, long_doc, long_query) = reranker.encode([PAIRS[0], PAIRS[4], PAIRS[5]], max_length=128)
+    assert len(short) < 128
+    assert len(long_doc) == 128
+    query_ids = reranker.tokenizer(LONG_EN, add_special_tokens=False)["input_ids"][: 128 * 3 // 4]
+    assert long_query[1 : 1 + len(query_ids)] == query_ids
+
+
+def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = load_reranker(str(tiny_model), device="cpu")
+    expected = engine.score(PAIRS, max_length=256)
+    forward = engine.model.forward
+
+    def small_batches_only(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated: batch too large for the device")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", small_batches_only)
+    assert engine.score(PAIRS, max_length=256) == pytest.approx(expected, abs=1e-5)
+
+
+def test_auto_device_without_gpu_is_cpu_fp32() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    device = resolve_device("auto")
+    assert device.type == "cpu"
+    assert resolve_dtype("auto", device) == torch.float32
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+
+
+def test_loads_bf16_on_cpu(tiny_model: Path) -> None:
+    engine = load_reranker(str(tiny_model), device="cpu", dtype="bf16")
+    assert engine.model.dtype == torch.bfloat16
+    scores = engine.score(PAIRS[:3], max_length=128)
+    assert all(isinstance(s, float) for s in scores)
