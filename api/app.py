@@ -30,7 +30,9 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RerankError)
-    return JSONResponse({"error": exc.message, "field": exc.field, "details": []}, status_code=exc.status_code)
+    return JSONResponse(
+        {"error": exc.message, "field": exc.field, "details": []}, status_code=exc.status_code
+    )
 
 
 def create_app() -> FastAPI:

@@ -12,8 +12,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from fastapi.testclient import TestClient
 
-POSTGRES_URL = os.environ.get("RERANK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The password is the one docker-compose.yml sets; a server with trust authentication ignores it.
+POSTGRES_URL = os.environ.get(
+    "RERANK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres:rerankq@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("RERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 QUEUE = f"rerank-test-{os.getpid()}"
 # Before any worker module reads its Settings: the test broker and a queue of this run alone.
@@ -31,10 +35,15 @@ def _unreachable(url: str) -> str | None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    down = [f"{name} at {where}" for name, url in (("Redis", REDIS_URL), ("PostgreSQL", POSTGRES_URL))
-            if (where := _unreachable(url))]
+    down = [
+        f"{name} at {where}"
+        for name, url in (("Redis", REDIS_URL), ("PostgreSQL", POSTGRES_URL))
+        if (where := _unreachable(url))
+    ]
     if down:
-        pytest.exit(f"unreachable: {', '.join(down)}; start them with `docker compose up -d redis postgres`", 3)
+        pytest.exit(
+            f"unreachable: {', '.join(down)}; start them with `docker compose up -d redis postgres`", 3
+        )
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +101,10 @@ class WorkerProcess:
         self.queue = env["RERANK_QUEUE"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker", "--device", "cpu", "--loglevel", "info"],
-            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait_ready()
 
@@ -156,11 +168,8 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-@pytest.fixture
-def client(db_url: str, worker: WorkerProcess) -> Iterator:  # type: ignore[type-arg]
-    """The HTTP API, on the test database, handing work to that database's worker."""
-    from fastapi.testclient import TestClient
-
+def make_client(db_url: str, queue: str) -> TestClient:
+    """The HTTP API on `db_url`, handing work to the workers of `queue`."""
     from api import deps
     from api.app import create_app
     from worker.db import session_factory
@@ -175,6 +184,11 @@ def client(db_url: str, worker: WorkerProcess) -> Iterator:  # type: ignore[type
 
     app = create_app()
     app.dependency_overrides[deps.session] = session
-    app.dependency_overrides[deps.enqueue] = lambda: lambda job_id: enqueue_plan(job_id, queue=worker.queue)
-    with TestClient(app) as test_client:
+    app.dependency_overrides[deps.enqueue] = lambda: lambda job_id: enqueue_plan(job_id, queue=queue)
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(db_url: str, worker: WorkerProcess) -> Iterator[TestClient]:
+    with make_client(db_url, worker.queue) as test_client:
         yield test_client

@@ -17,7 +17,9 @@ from worker.errors import RerankError
 from worker.spec import JobOptions
 
 app = typer.Typer(
-    help="rerankq: queue-driven cross-encoder reranking.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="rerankq: queue-driven cross-encoder reranking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
 log = logging.getLogger("rerankq")
 
@@ -49,7 +51,9 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @app.command()
 def worker(
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default: RERANK_DEVICE)")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default: RERANK_DEVICE)")
+    ] = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: RERANK_QUEUE)")] = None,
     loglevel: str = "info",
 ) -> None:
@@ -65,7 +69,14 @@ def worker(
     settings = get_settings()
     name = f"rerankq-{reranker.device}-{os.getpid()}@%h".replace(":", "")
     celery_app.worker_main(
-        ["worker", "--pool=solo", f"--queues={queues or settings.queue}", f"--loglevel={loglevel}", "-n", name]
+        [
+            "worker",
+            "--pool=solo",
+            f"--queues={queues or settings.queue}",
+            f"--loglevel={loglevel}",
+            "-n",
+            name,
+        ]
     )
 
 
@@ -160,7 +171,9 @@ def results(
 @app.command()
 def run(
     file: Path,
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")] = Path("results.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")] = Path(
+        "results.jsonl"
+    ),
     threshold: Threshold = None,
     top_k: TopK = None,
     max_length: MaxLength = None,

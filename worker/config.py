@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")
     queue: str = Field("rerank", description="Celery queue that carries rerank work.")
     max_attempts: int = Field(3, ge=1, description="Deliveries of one batch before it is marked failed.")
-    visibility_timeout: int = Field(3600, ge=1, description="Seconds before Redis re-delivers an unacked task.")
+    visibility_timeout: int = Field(
+        3600, ge=1, description="Seconds before Redis re-delivers an unacked task."
+    )
 
 
 @lru_cache

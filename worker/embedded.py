@@ -33,7 +33,9 @@ def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[s
                 bar.update(service.job_status(session, job["id"])["progress"]["done"] - bar.n)
         pipeline.finalize_job(session, job["id"])
         count = write_results(
-            service.iter_pages(lambda cursor: service.results_page(session, job["id"], limit=1000, cursor=cursor)),
+            service.iter_pages(
+                lambda cursor: service.results_page(session, job["id"], limit=1000, cursor=cursor)
+            ),
             output,
         )
         return count, service.job_status(session, job["id"])

@@ -67,7 +67,12 @@ def _score(session: Session, batch_id: int, job_id: str, reranker: Reranker, max
     seconds = time.perf_counter() - started
     log.info(
         "job %s batch %d: %d pairs on %s in %.2fs (%.0f pairs/s)",
-        job_id, batch_id, len(rows), reranker.device, seconds, len(rows) / max(seconds, 1e-9),
+        job_id,
+        batch_id,
+        len(rows),
+        reranker.device,
+        seconds,
+        len(rows) / max(seconds, 1e-9),
     )
 
 

@@ -33,7 +33,9 @@ def submit_job(
         except Exception as error:
             store.transition(session, job.id, JobStatus.failed, error=f"could not enqueue: {error}")
             session.commit()
-            raise Unavailable(f"the job queue is unreachable ({error}); job {job.id} was not started") from error
+            raise Unavailable(
+                f"the job queue is unreachable ({error}); job {job.id} was not started"
+            ) from error
     return job_view(store.get_job(session, job.id))
 
 
@@ -113,8 +115,11 @@ def results_page(
     options = job.options
     after = _decode_cursor(cursor) if cursor else None
     rows = store.results_page(session, job_id, query_id, options["top_k"], after, limit + 1)
-    next_cursor = _encode_cursor(rows[limit - 1]["query_position"], rows[limit - 1]["rank"]) \
-        if len(rows) > limit else None
+    next_cursor = (
+        _encode_cursor(rows[limit - 1]["query_position"], rows[limit - 1]["rank"])
+        if len(rows) > limit
+        else None
+    )
     return {"results": [_result(row, options) for row in rows[:limit]], "next_cursor": next_cursor}
 
 

@@ -43,8 +43,14 @@ def insert_job(session: Session, spec: JobSpec, model: str) -> Job:
     session.add_all(queries)
     session.flush()
     rows = [
-        {"job_id": job.id, "query_id": row.id, "client_id": d.id, "text": d.text, "meta": d.metadata,
-         "position": i}
+        {
+            "job_id": job.id,
+            "query_id": row.id,
+            "client_id": d.id,
+            "text": d.text,
+            "meta": d.metadata,
+            "position": i,
+        }
         for row, q in zip(queries, spec.queries, strict=True)
         for i, d in enumerate(q.documents)
     ]
@@ -81,9 +87,9 @@ def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> 
     elif new in FINISHED:
         fields.setdefault("finished_at", utcnow())
     stmt = update(Job).where(Job.id == job_id, Job.status.in_(allowed)).values(status=new, **fields)
-    moved = session.execute(stmt.execution_options(synchronize_session=False)).rowcount > 0
+    moved = session.execute(stmt.returning(Job.id).execution_options(synchronize_session=False)).first()
     session.expire_all()
-    return moved
+    return moved is not None
 
 
 def pair_lengths(session: Session, job_id: str) -> list[tuple[int, int]]:
@@ -102,7 +108,8 @@ def insert_batches(session: Session, job_id: str, groups: list[list[int]]) -> li
     session.add_all(batches)
     session.flush()
     assignments = [
-        {"id": doc_id, "batch_id": batch.id} for batch, group in zip(batches, groups, strict=True)
+        {"id": doc_id, "batch_id": batch.id}
+        for batch, group in zip(batches, groups, strict=True)
         for doc_id in group
     ]
     session.execute(update(Document), assignments)
@@ -158,8 +165,10 @@ def record_results(
     """Store (document id, query id, raw score) rows of a batch and mark it done; the job's
     counter moves only if this call finished the batch (a second delivery changes nothing)."""
     if scored:
-        _upsert(session, [{"job_id": job_id, "document_id": d, "query_id": q, "raw_score": s}
-                          for d, q, s in scored])
+        _upsert(
+            session,
+            [{"job_id": job_id, "document_id": d, "query_id": q, "raw_score": s} for d, q, s in scored],
+        )
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
 
 
@@ -182,7 +191,9 @@ def _finish_batch(
         return False
     column = counter.key
     session.execute(
-        update(Job).where(Job.id == job_id).values({column: counter + pairs})
+        update(Job)
+        .where(Job.id == job_id)
+        .values({column: counter + pairs})
         .execution_options(synchronize_session=False)
     )
     session.expire_all()
@@ -208,7 +219,11 @@ def rank_results(session: Session, job_id: str) -> None:
 
 
 def results_page(
-    session: Session, job_id: str, query_id: str | None, top_k: int | None, after: tuple[int, int] | None,
+    session: Session,
+    job_id: str,
+    query_id: str | None,
+    top_k: int | None,
+    after: tuple[int, int] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
     """Ranked results ordered by query (submission order) then rank, after the cursor position."""

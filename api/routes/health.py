@@ -30,4 +30,6 @@ def healthz(session: Annotated[Session, Depends(deps.session)]) -> JSONResponse:
         "broker": _probe(lambda: celery_app.connection_for_write().ensure_connection(max_retries=1)),
     }
     healthy = all(value == "ok" for value in body.values())
-    return JSONResponse({"status": "ok" if healthy else "degraded", **body}, status_code=200 if healthy else 503)
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", **body}, status_code=200 if healthy else 503
+    )

@@ -15,9 +15,7 @@ from worker.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 DbSession = Annotated[Session, Depends(deps.session)]
-errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (404, 409, 422, 503)
-}
+errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
 
 
 @router.post("", status_code=202, response_model=JobOut, responses=errors)

@@ -15,8 +15,11 @@ def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, 
                 "id": f"q{q}",
                 "text": f"question {q} about pandas dataframes and missing values",
                 "documents": [
-                    {"id": f"d{d}", "text": f"passage {d} " + "about dropping rows with NaN " * (d % 7 + 1),
-                     "metadata": {"n": d}}
+                    {
+                        "id": f"d{d}",
+                        "text": f"passage {d} " + "about dropping rows with NaN " * (d % 7 + 1),
+                        "metadata": {"n": d},
+                    }
                     for d in range(documents)
                 ],
             }

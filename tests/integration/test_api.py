@@ -22,7 +22,9 @@ def test_submit_poll_and_page_through_results(client: TestClient) -> None:
     rows: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = client.get(f"/v1/jobs/{job['id']}/results", params={"limit": 5, **({"cursor": cursor} if cursor else {})})
+        page = client.get(
+            f"/v1/jobs/{job['id']}/results", params={"limit": 5, **({"cursor": cursor} if cursor else {})}
+        )
         assert page.status_code == 200, page.text
         rows += page.json()["results"]
         cursor = page.json()["next_cursor"]
@@ -42,13 +44,36 @@ def test_submit_poll_and_page_through_results(client: TestClient) -> None:
     [
         ({"queries": [{"id": "q", "text": "", "documents": [{"id": "d", "text": "x"}]}]}, "queries.0.text"),
         ({"queries": [{"id": "q", "text": "x", "documents": []}]}, "queries.0.documents"),
-        ({"queries": [{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}]}]},
-         "queries.0.documents"),
-        ({"queries": [{"id": "q", "text": "x", "documents": [{"id": 5, "text": "a"}]}]}, "queries.0.documents.0.id"),
-        ({"queries": [{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}]}], "options": {"k": 1}},
-         "options.k"),
-        ({"queries": [{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}]}],
-          "options": {"threshold": 2}}, "options.threshold"),
+        (
+            {
+                "queries": [
+                    {
+                        "id": "q",
+                        "text": "x",
+                        "documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}],
+                    }
+                ]
+            },
+            "queries.0.documents",
+        ),
+        (
+            {"queries": [{"id": "q", "text": "x", "documents": [{"id": 5, "text": "a"}]}]},
+            "queries.0.documents.0.id",
+        ),
+        (
+            {
+                "queries": [{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}]}],
+                "options": {"k": 1},
+            },
+            "options.k",
+        ),
+        (
+            {
+                "queries": [{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}]}],
+                "options": {"threshold": 2},
+            },
+            "options.threshold",
+        ),
         ({"queries": "all of them"}, "queries"),
         ([1, 2, 3], "body"),
     ],

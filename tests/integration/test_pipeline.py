@@ -35,7 +35,12 @@ def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> Non
     job = service.job_status(session, job_id)
     assert job["status"] == "completed"
     assert job["progress"] | {"pairs_per_second": None} == {
-        "total": 21, "done": 21, "failed": 0, "pairs_per_second": None, "eta_seconds": 0.0}
+        "total": 21,
+        "done": 21,
+        "failed": 0,
+        "pairs_per_second": None,
+        "eta_seconds": 0.0,
+    }
     assert job["started_at"] <= job["finished_at"]
     rows = results(session, job_id, limit=4)
     assert [(r["query_id"], r["rank"]) for r in rows] == [(f"q{q}", r) for q in range(3) for r in range(1, 8)]

@@ -22,20 +22,41 @@ def fields(body: dict[str, object]) -> set[str]:
 
 def test_defaults() -> None:
     spec = JobSpec.model_validate(job())
-    assert spec.options.model_dump() == {"threshold": 0.5, "top_k": None, "max_length": 1024, "normalize": True}
+    assert spec.options.model_dump() == {
+        "threshold": 0.5,
+        "top_k": None,
+        "max_length": 1024,
+        "normalize": True,
+    }
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         (job(queries=[]), "queries"),
-        (job(queries=[{"id": "q1", "text": "  ", "documents": [{"id": "d", "text": "x"}]}]), "queries.0.text"),
+        (
+            job(queries=[{"id": "q1", "text": "  ", "documents": [{"id": "d", "text": "x"}]}]),
+            "queries.0.text",
+        ),
         (job(queries=[{"id": "q1", "text": "", "documents": [{"id": "d", "text": "x"}]}]), "queries.0.text"),
         (job(queries=[{"id": "q1", "text": "x", "documents": []}]), "queries.0.documents"),
         (job(queries=[{"id": 7, "text": "x", "documents": [{"id": "d", "text": "x"}]}]), "queries.0.id"),
-        (job(queries=[{"id": "q", "text": "x", "documents": [{"id": "d", "text": 3}]}]), "queries.0.documents.0.text"),
-        (job(queries=[{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}]}]),
-         "queries.0.documents"),
+        (
+            job(queries=[{"id": "q", "text": "x", "documents": [{"id": "d", "text": 3}]}]),
+            "queries.0.documents.0.text",
+        ),
+        (
+            job(
+                queries=[
+                    {
+                        "id": "q",
+                        "text": "x",
+                        "documents": [{"id": "d", "text": "a"}, {"id": "d", "text": "b"}],
+                    }
+                ]
+            ),
+            "queries.0.documents",
+        ),
         (job(queries=[{"id": "q", "text": "x", "documents": [{"id": "d", "text": "a"}]}] * 2), "queries"),
         (job(options={"threshold": 1.5}), "options.threshold"),
         (job(options={"threshold": -0.1}), "options.threshold"),

@@ -3,7 +3,6 @@
 import logging
 import time
 
-import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from worker.engine.device import describe, resolve_device, resolve_dtype
@@ -34,4 +33,3 @@ def load_reranker(
         sum(p.numel() for p in network.parameters()) / 1e6,
     )
     return Reranker(network, tokenizer, target, precision, model, batch_tokens)
-

@@ -40,14 +40,24 @@ def train_tokenizer() -> XLMRobertaTokenizerFast:
     lines = (Path(__file__).parent / "corpus.txt").read_text(encoding="utf-8").splitlines()
     backend = SentencePieceUnigramTokenizer()
     backend.train_from_iterator(
-        lines, vocab_size=24000, special_tokens=SPECIAL, unk_token="<unk>", initial_alphabet=ALPHABET,
+        lines,
+        vocab_size=24000,
+        special_tokens=SPECIAL,
+        unk_token="<unk>",
+        initial_alphabet=ALPHABET,
         show_progress=False,
     )
     backend.post_processor = processors.RobertaProcessing(sep=("</s>", 2), cls=("<s>", 0))
     return XLMRobertaTokenizerFast(
         tokenizer_object=backend._tokenizer,
-        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=8192,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=8192,
     )
 
 
@@ -58,8 +68,14 @@ def build_random_reranker(path: Path, shape: str = "tiny", seed: int = 0) -> Pat
     vocab = max(dims.pop("vocab_size", 0), len(tokenizer))
     # initializer_range 0.2 (not 0.02): logits then spread over O(1), so parity checks measure something.
     config = XLMRobertaConfig(
-        vocab_size=vocab, max_position_embeddings=8194, num_labels=1, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2, initializer_range=0.2, **dims,
+        vocab_size=vocab,
+        max_position_embeddings=8194,
+        num_labels=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        initializer_range=0.2,
+        **dims,
     )
     torch.manual_seed(seed)
     XLMRobertaForSequenceClassification(config).save_pretrained(path)

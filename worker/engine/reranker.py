@@ -99,4 +99,6 @@ class Reranker:
         if self._type_ids:
             tensors["token_type_ids"] = torch.zeros_like(tensors["input_ids"])
         pin = self.device.type == "cuda"
-        return {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in tensors.items()}
+        return {
+            k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in tensors.items()
+        }

@@ -1,0 +1,32 @@
+# rerankq: `make run` reranks an example job on this machine, `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+JOB ?= examples/pandas_en.jsonl
+DEMO_MODEL := .models/tiny
+
+.PHONY: install run test bench
+
+$(BIN)/rerankq: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/rerankq
+
+# With RERANK_MODEL unset this builds a random-weight demo model (no download, scores mean nothing);
+# set RERANK_MODEL=BAAI/bge-reranker-v2-m3 (or a local directory) for real rankings.
+run: install
+	@if [ -z "$$RERANK_MODEL" ]; then \
+	  test -d $(DEMO_MODEL) || $(BIN)/rerankq build-test-model $(DEMO_MODEL); \
+	  echo "RERANK_MODEL is unset: using the random-weight demo model $(DEMO_MODEL)"; \
+	fi
+	RERANK_MODEL=$${RERANK_MODEL:-$(DEMO_MODEL)} $(BIN)/rerankq run $(JOB) -o results.jsonl
+	@head -n 3 results.jsonl
+
+test: install
+	$(BIN)/ruff check worker api migrations tests benchmarks
+	$(BIN)/ruff format --check worker api migrations tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q

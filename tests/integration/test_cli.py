@@ -1,0 +1,104 @@
+"""The `rerankq` command as a user runs it: `run` on the embedded SQLite database with no servers,
+and submit / status / results against a real `rerankq api` server and a real worker."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import WorkerProcess
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def rerankq(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_run_reranks_a_file_with_no_servers(tiny_model: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "RERANK_MODEL": str(tiny_model), "RERANK_BROKER_URL": "redis://127.0.0.1:1/0"}
+    env.pop("RERANK_DATABASE_URL", None)  # the embedded default: ./rerankq.db
+    done = rerankq("run", str(EXAMPLES / "hr_faq_zh.jsonl"), "-o", "out.jsonl", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "100%" in done.stderr and "completed" in done.stderr  # the progress bar ran to the end
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    submitted = [json.loads(line) for line in (EXAMPLES / "hr_faq_zh.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(len(q["documents"]) for q in submitted)
+    assert [r["query_id"] for r in rows] == [q["id"] for q in submitted for _ in q["documents"]]
+    assert (tmp_path / "rerankq.db").exists()
+
+
+def test_run_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"id": "q1", "text": "x", "documents": [{"id": "d", "text": "y"}]}\n{"id": "q2", "text": ""}\n'
+    )
+    done = rerankq("run", str(bad), env={**os.environ, "RERANK_MODEL": str(tiny_model)}, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "bad.jsonl:2: text" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api_server(db_url: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rerankq api` in its own process, on the test database and the worker's queue."""
+    port = _free_port()
+    env = {**os.environ, "RERANK_DATABASE_URL": db_url, "RERANK_QUEUE": worker.queue}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=(tmp_path / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+        time.sleep(0.2)
+    yield url, {**env, "RERANK_API_URL": url}
+    server.terminate()
+    server.wait(20)
+
+
+def test_submit_wait_status_results(api_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    _, env = api_server
+    submitted = rerankq("submit", str(EXAMPLES / "pandas_en.jsonl"), "--wait", "--top-k", "3", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert "completed" in submitted.stderr and "pair" in submitted.stderr  # progress bar, then the outcome
+    status = json.loads(rerankq("status", job_id, env=env).stdout)
+    assert status["status"] == "completed" and status["options"]["top_k"] == 3
+    exported = rerankq("results", job_id, "-o", str(tmp_path / "out.csv"), env=env)
+    assert exported.returncode == 0, exported.stderr
+    with (tmp_path / "out.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["query_id"], r["rank"]) for r in rows] == [
+        (q, str(k)) for q in ("pd-q1", "pd-q2") for k in (1, 2, 3)
+    ]
+    missing = rerankq("status", "no-such-job", env=env)
+    assert missing.returncode == 1 and "error 404" in missing.stderr
