@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -25,6 +25,12 @@ log = logging.getLogger("rerankq")
 
 ApiUrl = Annotated[str, typer.Option(envvar="RERANK_API_URL", help="Base URL of the rerankq API.")]
 DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One plain line on stderr and a non-zero exit: what a person needs, no traceback."""
+    typer.echo(f"rerankq: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def _logging(level: str) -> None:
@@ -96,17 +102,16 @@ def _load(path: Path, options: JobOptions) -> Any:
     try:
         return read_job_file(path, options)
     except RerankError as error:
-        raise typer.BadParameter(error.message, param_hint="FILE") from error
+        fail(error.message)
 
 
 def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
     try:
         response = httpx.request(method, url, timeout=60, **kwargs)
     except httpx.TransportError as error:
-        raise typer.BadParameter(f"cannot reach the API at {url}: {error}", param_hint="--api-url") from error
+        fail(f"cannot reach the API at {url} ({error}); is `rerankq api` running? (--api-url)")
     if response.status_code >= 400:
-        typer.echo(f"error {response.status_code}: {response.json().get('error', response.text)}", err=True)
-        raise typer.Exit(1)
+        fail(f"error {response.status_code}: {response.json().get('error', response.text)}", code=1)
     body: dict[str, Any] = response.json()
     return body
 
@@ -185,7 +190,7 @@ def run(
     try:
         count, job = run_file(file, output, _options(threshold, top_k, max_length))
     except RerankError as error:
-        raise typer.BadParameter(error.message, param_hint="FILE") from error
+        fail(error.message)
     typer.echo(f"job {job['id']} {job['status']}: {count} results written to {output}", err=True)
 
 

@@ -47,12 +47,24 @@ def test_order_and_duplicates(reranker: Reranker) -> None:
     assert reranker.score([]) == []
 
 
-def test_encoding_truncates_on_the_document_side(reranker: Reranker) -> None:
-    (short, long_doc, long_query) = reranker.encode([PAIRS[0], PAIRS[4], PAIRS[5]], max_length=128)
+def test_pairs_are_truncated_on_the_document_side(reranker: Reranker) -> None:
+    queries = reranker.tokenize([PAIRS[0][0], LONG_EN], reranker.query_max_length(128))
+    documents = reranker.tokenize([PAIRS[0][1], LONG_EN, PAIRS[5][1]])
+    short = reranker.pair_ids(queries[PAIRS[0][0]], documents[PAIRS[0][1]], 128)
+    long_doc = reranker.pair_ids(queries[PAIRS[0][0]], documents[LONG_EN], 128)
+    long_query = reranker.pair_ids(queries[LONG_EN], documents[PAIRS[5][1]], 128)
     assert len(short) < 128
     assert len(long_doc) == 128
-    query_ids = reranker.tokenizer(LONG_EN, add_special_tokens=False)["input_ids"][: 128 * 3 // 4]
-    assert long_query[1 : 1 + len(query_ids)] == query_ids
+    assert len(queries[LONG_EN]) == 96  # cut to 3/4 of max_length
+    assert long_query[1:97] == documents[LONG_EN][:96]
+
+
+def test_spans_map_tokens_to_the_text(reranker: Reranker) -> None:
+    text = "年假怎么计算？ Use df.dropna(subset=['a'])"
+    ids, spans = reranker.tokenize_spans(text)
+    assert len(ids) == len(spans) > 5
+    assert all(0 <= start <= end <= len(text) for start, end in spans)
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
 
 
 def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

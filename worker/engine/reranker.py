@@ -3,10 +3,10 @@
 Tokenization follows FlagEmbedding's FlagReranker (query cut to 3/4 of max_length, no special
 tokens, the pair truncated on the document side), so fp32 scores match it; batching does not:
 pairs are length-sorted and grouped by a padded-token budget, each distinct text is tokenized
-once and each distinct pair scored once."""
+once and each distinct model input scored once."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -42,40 +42,55 @@ class Reranker:
         self._type_ids = "token_type_ids" in tokenizer.model_input_names
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
-        """Raw logits of `pairs` in input order; identical pairs are scored once."""
+        """Raw logits of `pairs` in input order."""
         if not pairs:
             return []
-        distinct = list(dict.fromkeys(pairs))
-        logits = self.score_encoded(self.encode(distinct, max_length))
-        by_pair = dict(zip(distinct, logits, strict=True))
-        return [by_pair[pair] for pair in pairs]
+        queries = self.tokenize({q for q, _ in pairs}, self.query_max_length(max_length))
+        documents = self.tokenize({d for _, d in pairs}, max_length)
+        return self.score_encoded([self.pair_ids(queries[q], documents[d], max_length) for q, d in pairs])
 
-    def encode(self, pairs: Sequence[Pair], max_length: int) -> list[list[int]]:
-        """Token ids of each pair with special tokens, as FlagReranker builds them."""
-        queries = self._token_ids({q for q, _ in pairs}, max_length * 3 // 4)
-        documents = self._token_ids({d for _, d in pairs}, max_length)
-        encoded = []
-        for query, document in pairs:
-            q_ids = queries[query]
-            d_ids = documents[document][: max(0, max_length - self._special - len(q_ids))]
-            encoded.append(self.tokenizer.build_inputs_with_special_tokens(q_ids, d_ids))
-        return encoded
+    @staticmethod
+    def query_max_length(max_length: int) -> int:
+        """FlagReranker's cut: a query keeps at most 3/4 of the pair's tokens."""
+        return max_length * 3 // 4
 
-    def _token_ids(self, texts: set[str], max_length: int) -> dict[str, list[int]]:
-        ordered = list(texts)
-        ids = self.tokenizer(ordered, add_special_tokens=False, truncation=True, max_length=max_length)
-        return dict(zip(ordered, ids["input_ids"], strict=True))
+    def tokenize(self, texts: Iterable[str], max_length: int | None = None) -> dict[str, list[int]]:
+        """Token ids (no special tokens) of each distinct text, cut to `max_length` when given."""
+        ordered = list(dict.fromkeys(texts))
+        cut = {"truncation": True, "max_length": max_length} if max_length else {}
+        ids = self.tokenizer(ordered, add_special_tokens=False, verbose=False, **cut)["input_ids"]
+        return dict(zip(ordered, ids, strict=True))
+
+    def tokenize_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of a whole text with each token's character span (chunking needs both)."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
+
+    def document_budget(self, query_ids: Sequence[int], max_length: int) -> int:
+        """How many document tokens fit beside this query in a pair of `max_length` tokens."""
+        return max(0, max_length - self._special - len(query_ids))
+
+    def pair_ids(self, query_ids: list[int], document_ids: list[int], max_length: int) -> list[int]:
+        """One model input as FlagReranker builds it: the pair truncated on the document side."""
+        kept = document_ids[: self.document_budget(query_ids, max_length)]
+        ids: list[int] = self.tokenizer.build_inputs_with_special_tokens(query_ids, kept)
+        return ids
 
     @torch.inference_mode()
     def score_encoded(self, encoded: Sequence[list[int]]) -> list[float]:
-        """Raw logits of already-encoded pairs, batched by the padded-token budget."""
-        out = torch.empty(len(encoded), dtype=torch.float32, device=self.device)
-        for batch in token_budget_batches([len(ids) for ids in encoded], self.batch_tokens):
+        """Raw logits of model inputs in input order, batched by the padded-token budget;
+        identical inputs are scored once."""
+        if not encoded:
+            return []
+        distinct = list(dict.fromkeys(tuple(ids) for ids in encoded))
+        out = torch.empty(len(distinct), dtype=torch.float32, device=self.device)
+        for batch in token_budget_batches([len(ids) for ids in distinct], self.batch_tokens):
             index = torch.tensor(batch, device=self.device)
-            out[index] = self._forward([encoded[i] for i in batch])
-        return out.cpu().tolist()
+            out[index] = self._forward([distinct[i] for i in batch])
+        by_input = dict(zip(distinct, out.cpu().tolist(), strict=True))
+        return [by_input[tuple(ids)] for ids in encoded]
 
-    def _forward(self, rows: list[list[int]]) -> torch.Tensor:
+    def _forward(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
         """Logits of one padded batch; on out-of-memory the batch is split in two and retried."""
         try:
             return self.model(**self._tensors(rows)).logits.view(-1).float()
@@ -88,7 +103,7 @@ class Reranker:
             half = len(rows) // 2
             return torch.cat([self._forward(rows[:half]), self._forward(rows[half:])])
 
-    def _tensors(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+    def _tensors(self, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         width = max(len(row) for row in rows)
         ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
