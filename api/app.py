@@ -1,12 +1,14 @@
 """create_app(): the FastAPI application, its routers and the one place errors become responses."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.routes import health, jobs
+from worker.config import get_settings
 from worker.errors import RerankError
 
 # Where a validation error's location starts with one of these, it is not part of the field's name.
@@ -35,7 +37,24 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def create_app() -> FastAPI:
+def _body_limit(
+    limit: int,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """Refuse a declared body over `limit` bytes before it is read, so a huge upload cannot
+    exhaust the API's memory."""
+
+    async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            message = f"request body is {length} bytes; the limit is {limit} (RERANK_MAX_REQUEST_BYTES)"
+            return JSONResponse({"error": message, "field": "body", "details": []}, status_code=413)
+        return await call_next(request)
+
+    return check
+
+
+def create_app(max_request_bytes: int | None = None) -> FastAPI:
+    """The API; `max_request_bytes` defaults to RERANK_MAX_REQUEST_BYTES."""
     app = FastAPI(
         title="rerankq",
         version="0.1.0",
@@ -45,6 +64,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
+    app.middleware("http")(_body_limit(max_request_bytes or get_settings().max_request_bytes))
     return app
 
 

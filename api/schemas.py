@@ -36,13 +36,33 @@ class JobList(BaseModel):
     jobs: list[JobOut]
 
 
+class BestChunk(BaseModel):
+    index: int = Field(description="Which window of the document won (0 = the first).")
+    start: int = Field(description="Character offset of the window in the submitted text.")
+    end: int = Field(description="End offset (exclusive): text == document.text[start:end].")
+    text: str
+
+
+class ChunkScore(BaseModel):
+    index: int
+    start: int
+    end: int
+    raw_score: float
+
+
 class ResultOut(BaseModel):
     query_id: str
     document_id: str
     rank: int = Field(description="1 = best, per query.")
-    raw_score: float = Field(description="The model's logit.")
+    raw_score: float = Field(description="The model's logit (the aggregate of its windows' logits).")
     score: float = Field(description="sigmoid(raw_score), or raw_score when options.normalize is false.")
     relevant: bool = Field(description="sigmoid(raw_score) > options.threshold.")
+    chunks: int = Field(description="Windows the document was read as (1: it fit beside the query).")
+    best_chunk: BestChunk
+    query_truncated: bool = Field(description="The query was cut to 3/4 of max_length tokens.")
+    chunk_scores: list[ChunkScore] | None = Field(
+        None, description="Every window's span and raw score (with ?include_chunks=true)."
+    )
 
 
 class ResultsPage(BaseModel):

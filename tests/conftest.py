@@ -168,7 +168,7 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-def make_client(db_url: str, queue: str) -> TestClient:
+def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -> TestClient:
     """The HTTP API on `db_url`, handing work to the workers of `queue`."""
     from api import deps
     from api.app import create_app
@@ -182,7 +182,7 @@ def make_client(db_url: str, queue: str) -> TestClient:
         finally:
             db.close()
 
-    app = create_app()
+    app = create_app(max_request_bytes)
     app.dependency_overrides[deps.session] = session
     app.dependency_overrides[deps.enqueue] = lambda: lambda job_id: enqueue_plan(job_id, queue=queue)
     return TestClient(app)

@@ -86,14 +86,26 @@ def worker(
     )
 
 
-def _options(threshold: float | None, top_k: int | None, max_length: int | None) -> JobOptions:
+def _options(
+    threshold: float | None, top_k: int | None, max_length: int | None, chunking: bool, clean_html: bool
+) -> JobOptions:
     given = {"threshold": threshold, "top_k": top_k, "max_length": max_length}
-    return JobOptions(**{k: v for k, v in given.items() if v is not None})
+    return JobOptions.model_validate(
+        {
+            **{k: v for k, v in given.items() if v is not None},
+            "chunking": {"enabled": chunking},
+            "clean_html": clean_html,
+        }
+    )
 
 
 Threshold = Annotated[float | None, typer.Option(help="Relevant when score > threshold (default 0.5).")]
 TopK = Annotated[int | None, typer.Option(help="Results kept per query.")]
 MaxLength = Annotated[int | None, typer.Option(help="Tokens per pair (default 1024).")]
+Chunking = Annotated[
+    bool, typer.Option(help="Read long documents as overlapping windows (--no-chunking: truncate them).")
+]
+CleanHtml = Annotated[bool, typer.Option(help="Strip HTML tags, comments and control characters first.")]
 
 
 def _load(path: Path, options: JobOptions) -> Any:
@@ -139,9 +151,11 @@ def submit(
     threshold: Threshold = None,
     top_k: TopK = None,
     max_length: MaxLength = None,
+    chunking: Chunking = True,
+    clean_html: CleanHtml = True,
 ) -> None:
     """Submit a JSONL job file (one query with its documents per line); prints the job id."""
-    spec = _load(file, _options(threshold, top_k, max_length))
+    spec = _load(file, _options(threshold, top_k, max_length, chunking, clean_html))
     job = _request("POST", f"{api_url}/v1/jobs", json=spec.model_dump(mode="json"))
     typer.echo(job["id"])
     if wait:
@@ -182,13 +196,15 @@ def run(
     threshold: Threshold = None,
     top_k: TopK = None,
     max_length: MaxLength = None,
+    chunking: Chunking = True,
+    clean_html: CleanHtml = True,
 ) -> None:
     """The whole pipeline on this machine: no servers, the embedded database, an in-process worker."""
     from worker.embedded import run_file
 
     _logging("warning")
     try:
-        count, job = run_file(file, output, _options(threshold, top_k, max_length))
+        count, job = run_file(file, output, _options(threshold, top_k, max_length, chunking, clean_html))
     except RerankError as error:
         fail(error.message)
     typer.echo(f"job {job['id']} {job['status']}: {count} results written to {output}", err=True)

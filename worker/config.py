@@ -19,11 +19,14 @@ class Settings(BaseSettings):
     model: str = Field("BAAI/bge-reranker-v2-m3", description="Hub id or local directory of the reranker.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field("auto", description="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")
-    max_length: int = Field(1024, ge=8, le=8192, description="Default tokens per (query, document) pair.")
+    max_length: int = Field(1024, ge=16, le=8192, description="Default tokens per (query, document) pair.")
     batch_tokens: int = Field(16384, ge=256, description="Padded tokens per forward pass.")
     task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")
     queue: str = Field("rerank", description="Celery queue that carries rerank work.")
     max_attempts: int = Field(3, ge=1, description="Deliveries of one batch before it is marked failed.")
+    max_document_chars: int = Field(200_000, ge=1, description="Longest document accepted (characters).")
+    max_windows: int = Field(128, ge=1, description="Windows scored per document; later text is not read.")
+    max_request_bytes: int = Field(64 * 2**20, ge=1024, description="Largest JSON request body (413 above).")
     visibility_timeout: int = Field(
         3600, ge=1, description="Seconds before Redis re-delivers an unacked task."
     )

@@ -29,7 +29,7 @@ def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[s
         batches = pipeline.plan_job(session, job["id"], settings.task_pairs)
         with tqdm(total=job["progress"]["total"], unit="pair", desc="reranking") as bar:
             for batch_id in batches:
-                pipeline.score_batch(session, batch_id, reranker, settings.max_attempts)
+                pipeline.score_batch(session, batch_id, reranker, settings.max_attempts, settings.max_windows)
                 bar.update(service.job_status(session, job["id"])["progress"]["done"] - bar.n)
         pipeline.finalize_job(session, job["id"])
         count = write_results(

@@ -5,8 +5,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from worker.db import Base
 
@@ -66,6 +78,7 @@ class Query(Base):
     client_id: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Batch(Base):
@@ -104,3 +117,10 @@ class Result(Base):
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), unique=True)
     raw_score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int | None] = mapped_column(Integer)
+    # The winning window's character span in the original document, and how many windows were read.
+    chunks: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    best_chunk: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    best_start: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    best_end: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # [[start, end, raw_score], ...] of every window, kept only for documents of several windows.
+    windows: Mapped[list[list[float]] | None] = mapped_column(JSON)

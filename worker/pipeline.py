@@ -11,6 +11,8 @@ from worker import store
 from worker.engine import Reranker
 from worker.models import JobStatus
 from worker.planner import plan_batches
+from worker.scoring import ScoredDocument, score_pairs
+from worker.spec import JobOptions
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,13 @@ def plan_job(session: Session, job_id: str, task_pairs: int) -> list[int]:
     return batches
 
 
-def score_batch(session: Session, batch_id: int, reranker: Reranker, max_attempts: int) -> str | None:
+def score_batch(
+    session: Session, batch_id: int, reranker: Reranker, max_attempts: int, max_windows: int
+) -> str | None:
     """Score one batch and store its results; the job id once its last batch is finished, so the
     caller can finalize it. A batch delivered more than `max_attempts` times is marked failed
-    (a batch that kills its worker must not loop forever)."""
+    (a batch that kills its worker must not loop forever); a document is read as at most
+    `max_windows` windows."""
     claim = store.claim_batch(session, batch_id)
     session.commit()
     if claim is None:  # finished by an earlier delivery: only the completion check is left
@@ -46,7 +51,8 @@ def score_batch(session: Session, batch_id: int, reranker: Reranker, max_attempt
         store.fail_batch(session, batch_id, job_id, f"gave up after {max_attempts} attempts")
     else:
         try:
-            _score(session, batch_id, job_id, reranker, job.options["max_length"])
+            options = JobOptions.model_validate(job.options)
+            _score(session, batch_id, job_id, reranker, options, max_windows)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             session.rollback()
             log.exception("batch %d of job %s failed", batch_id, job_id)
@@ -55,25 +61,52 @@ def score_batch(session: Session, batch_id: int, reranker: Reranker, max_attempt
     return job_id if _all_scored(session, job_id) else None
 
 
-def _score(session: Session, batch_id: int, job_id: str, reranker: Reranker, max_length: int) -> None:
+def _score(
+    session: Session, batch_id: int, job_id: str, reranker: Reranker, options: JobOptions, max_windows: int
+) -> None:
     started = time.perf_counter()
     rows = store.batch_pairs(session, batch_id)
-    raw = reranker.score([(query, document) for _, _, query, document in rows], max_length=max_length)
-    scored = [(doc_id, query_id, score) for (doc_id, query_id, _, _), score in zip(rows, raw, strict=True)]
+    scored = score_pairs(
+        reranker, [(query, document) for _, _, query, document in rows], options, max_windows
+    )
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         store.fail_batch(session, batch_id, job_id, "job was cancelled while the batch ran")
         return
-    store.record_results(session, batch_id, job_id, scored)
+    results = [
+        _result_row(doc_id, query_id, s) for (doc_id, query_id, _, _), s in zip(rows, scored, strict=True)
+    ]
+    store.mark_truncated(
+        session, {query_id for (_, query_id, _, _), s in zip(rows, scored, strict=True) if s.query_truncated}
+    )
+    store.record_results(session, batch_id, job_id, results)
     seconds = time.perf_counter() - started
     log.info(
-        "job %s batch %d: %d pairs on %s in %.2fs (%.0f pairs/s)",
+        "job %s batch %d: %d pairs (%d windows) on %s in %.2fs (%.0f pairs/s)",
         job_id,
         batch_id,
         len(rows),
+        sum(len(s.windows) for s in scored),
         reranker.device,
         seconds,
         len(rows) / max(seconds, 1e-9),
     )
+
+
+def _result_row(document_id: int, query_id: int, scored: ScoredDocument) -> dict[str, object]:
+    best = scored.windows[scored.best]
+    return {
+        "document_id": document_id,
+        "query_id": query_id,
+        "raw_score": scored.raw_score,
+        "chunks": len(scored.windows),
+        "best_chunk": scored.best,
+        "best_start": best.start,
+        "best_end": best.end,
+        # every window's span and score, kept when there is more than one
+        "windows": [[w.start, w.end, w.raw_score] for w in scored.windows]
+        if len(scored.windows) > 1
+        else None,
+    }
 
 
 def _all_scored(session: Session, job_id: str) -> bool:

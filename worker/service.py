@@ -104,9 +104,15 @@ def _decode_cursor(cursor: str) -> tuple[int, int]:
 
 
 def results_page(
-    session: Session, job_id: str, query_id: str | None = None, limit: int = 100, cursor: str | None = None
+    session: Session,
+    job_id: str,
+    query_id: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+    include_chunks: bool = False,
 ) -> dict[str, Any]:
-    """One page of ranked results (by query, then rank) and the cursor of the next page, if any."""
+    """One page of ranked results (by query, then rank) and the cursor of the next page, if any;
+    `include_chunks` adds every window's span and raw score."""
     job = store.get_job(session, job_id)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
@@ -120,20 +126,36 @@ def results_page(
         if len(rows) > limit
         else None
     )
-    return {"results": [_result(row, options) for row in rows[:limit]], "next_cursor": next_cursor}
+    results = [_result(row, options, include_chunks) for row in rows[:limit]]
+    return {"results": results, "next_cursor": next_cursor}
 
 
-def _result(row: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def _result(row: dict[str, Any], options: dict[str, Any], include_chunks: bool) -> dict[str, Any]:
     raw = row["raw_score"]
     probability = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
-    return {
+    result = {
         "query_id": row["query_id"],
         "document_id": row["document_id"],
         "rank": row["rank"],
         "raw_score": raw,
         "score": probability if options["normalize"] else raw,
         "relevant": probability > options["threshold"],
+        "chunks": row["chunks"],
+        "best_chunk": {
+            "index": row["best_chunk"],
+            "start": row["best_start"],
+            "end": row["best_end"],
+            "text": row["best_text"],
+        },
+        "query_truncated": row["query_truncated"],
     }
+    if include_chunks:
+        windows = row["windows"] or [[row["best_start"], row["best_end"], raw]]
+        result["chunk_scores"] = [
+            {"index": i, "start": int(start), "end": int(end), "raw_score": score}
+            for i, (start, end, score) in enumerate(windows)
+        ]
+    return result
 
 
 def iter_pages(fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -1,10 +1,12 @@
 """What a client may submit: a rerank job's queries, documents and options (validated once, here,
 for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.documents.3.id."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from worker.config import get_settings
 
 ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 
@@ -31,6 +33,18 @@ class DocumentSpec(_Strict):
     text: StrictStr
     metadata: dict[str, Any] | None = None
 
+    @field_validator("text")
+    @classmethod
+    def _within_limit(cls, text: str) -> str:
+        limit = get_settings().max_document_chars
+        if len(text) > limit:
+            raise PydanticCustomError(
+                "document_too_long",
+                "document has {length} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)",
+                {"length": len(text), "limit": limit},
+            )
+        return text
+
 
 class QuerySpec(_Strict):
     id: ClientId
@@ -50,11 +64,39 @@ class QuerySpec(_Strict):
         return _unique_ids(documents, "document")
 
 
+class ChunkingOptions(_Strict):
+    """Long documents are split into overlapping token windows, each scored beside the query."""
+
+    enabled: bool = Field(True, description="false: a long document is truncated, as FlagEmbedding does.")
+    max_tokens: int = Field(512, ge=16, le=8192, description="Document tokens per window.")
+    overlap: int = Field(64, ge=0, description="Tokens shared by consecutive windows.")
+    aggregate: Literal["max", "mean", "first"] = Field(
+        "max", description="Windows' raw scores -> document's."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> "ChunkingOptions":
+        if self.overlap >= self.max_tokens:
+            raise PydanticCustomError(
+                "overlap_too_large",
+                "overlap ({overlap}) must be smaller than max_tokens ({max_tokens})",
+                {"overlap": self.overlap, "max_tokens": self.max_tokens},
+            )
+        return self
+
+
 class JobOptions(_Strict):
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
     top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
-    max_length: int = Field(1024, ge=8, le=8192, description="Tokens per (query, document) pair.")
+    max_length: int = Field(
+        default_factory=lambda: get_settings().max_length,
+        ge=16,
+        le=8192,
+        description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024).",
+    )
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
+    chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
+    clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
 
 
 class JobSpec(_Strict):

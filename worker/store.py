@@ -153,23 +153,23 @@ def batch_pairs(session: Session, batch_id: int) -> list[tuple[int, int, str, st
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(Result).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Result.document_id], set_={"raw_score": stmt.excluded.raw_score}
-    )
-    session.execute(stmt)
+    written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
+    session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written))
 
 
-def record_results(
-    session: Session, batch_id: int, job_id: str, scored: list[tuple[int, int, float]]
-) -> bool:
-    """Store (document id, query id, raw score) rows of a batch and mark it done; the job's
-    counter moves only if this call finished the batch (a second delivery changes nothing)."""
-    if scored:
-        _upsert(
-            session,
-            [{"job_id": job_id, "document_id": d, "query_id": q, "raw_score": s} for d, q, s in scored],
-        )
+def record_results(session: Session, batch_id: int, job_id: str, results: list[dict[str, Any]]) -> bool:
+    """Store a batch's result rows (Result columns: document_id, query_id, raw_score, window
+    fields) and mark it done; the job's counter moves only if this call finished the batch
+    (a second delivery changes nothing)."""
+    if results:
+        _upsert(session, [{"job_id": job_id, **row} for row in results])
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
+
+
+def mark_truncated(session: Session, query_ids: set[int]) -> None:
+    """Flag queries that were cut to fit the model (their results say so)."""
+    if query_ids:
+        session.execute(update(Query).where(Query.id.in_(query_ids)).values(truncated=True))
 
 
 def fail_batch(session: Session, batch_id: int, job_id: str, error: str) -> bool:
@@ -226,9 +226,24 @@ def results_page(
     after: tuple[int, int] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Ranked results ordered by query (submission order) then rank, after the cursor position."""
+    """Ranked results ordered by query (submission order) then rank, after the cursor position,
+    with the winning window's text cut from the document."""
+    best_text = func.substr(Document.text, Result.best_start + 1, Result.best_end - Result.best_start)
     stmt = (
-        select(Query.client_id, Query.position, Document.client_id, Result.rank, Result.raw_score)
+        select(
+            Query.client_id,
+            Query.position,
+            Query.truncated,
+            Document.client_id,
+            Result.rank,
+            Result.raw_score,
+            Result.chunks,
+            Result.best_chunk,
+            Result.best_start,
+            Result.best_end,
+            best_text,
+            Result.windows,
+        )
         .join(Query, Query.id == Result.query_id)
         .join(Document, Document.id == Result.document_id)
         .where(Result.job_id == job_id, Result.rank.is_not(None))
@@ -242,7 +257,20 @@ def results_page(
     if after is not None:
         position, rank = after
         stmt = stmt.where((Query.position > position) | ((Query.position == position) & (Result.rank > rank)))
-    keys = ("query_id", "query_position", "document_id", "rank", "raw_score")
+    keys = (
+        "query_id",
+        "query_position",
+        "query_truncated",
+        "document_id",
+        "rank",
+        "raw_score",
+        "chunks",
+        "best_chunk",
+        "best_start",
+        "best_end",
+        "best_text",
+        "windows",
+    )
     return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt)]
 
 

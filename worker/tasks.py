@@ -30,7 +30,9 @@ def plan_job(job_id: str) -> None:
 def score_batch(batch_id: int) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        finished = pipeline.score_batch(session, batch_id, process_reranker(), settings.max_attempts)
+        finished = pipeline.score_batch(
+            session, batch_id, process_reranker(), settings.max_attempts, settings.max_windows
+        )
     if finished is not None:
         enqueue(FINALIZE_TASK, finished)
 

@@ -49,13 +49,17 @@ def cancel_job(job_id: str, session: DbSession) -> dict[str, Any]:
     return service.cancel_job(session, job_id)
 
 
-@router.get("/{job_id}/results", response_model=ResultsPage, responses=errors)
+@router.get(
+    "/{job_id}/results", response_model=ResultsPage, response_model_exclude_unset=True, responses=errors
+)
 def get_results(
     job_id: str,
     session: DbSession,
     query_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
     cursor: str | None = None,
+    include_chunks: bool = False,
 ) -> dict[str, Any]:
-    """Ranked results, ordered by query then rank, a page at a time."""
-    return service.results_page(session, job_id, query_id, limit, cursor)
+    """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
+    every window's span and raw score."""
+    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)

@@ -4,7 +4,10 @@ import time
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
+from worker import pipeline, service
+from worker.engine import Reranker
 from worker.spec import JobSpec
 
 
@@ -17,7 +20,7 @@ def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, 
                 "documents": [
                     {
                         "id": f"d{d}",
-                        "text": f"passage {d} " + "about dropping rows with NaN " * (d % 7 + 1),
+                        "text": f"passage {d}" + " about dropping rows with NaN" * (d % 7 + 1),
                         "metadata": {"n": d},
                     }
                     for d in range(documents)
@@ -42,3 +45,19 @@ def wait_for(client: TestClient, job_id: str, timeout: float = 90) -> dict[str, 
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+
+def submit(session: Session, queries: int = 2, documents: int = 5, **options: object) -> str:
+    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny")["id"])
+
+
+def run_all(
+    session: Session, job_id: str, reranker: Reranker, task_pairs: int = 3, max_windows: int = 128
+) -> None:
+    for batch_id in pipeline.plan_job(session, job_id, task_pairs):
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=max_windows)
+    pipeline.finalize_job(session, job_id)
+
+
+def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
+    return list(service.iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))

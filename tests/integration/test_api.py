@@ -1,12 +1,15 @@
 """The HTTP API end to end: a real Celery worker process on real Redis, on SQLite and PostgreSQL."""
 
+import itertools
 import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import make_client
 from tests.integration.helpers import job_body, wait_for
+from worker.engine import Reranker
 
 
 def test_submit_poll_and_page_through_results(client: TestClient) -> None:
@@ -125,3 +128,65 @@ def test_healthz(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+HTML = (
+    "<html><body><!-- nginx config example --><p>Drop rows&nbsp;with NaN:</p>"
+    "<pre><code>df.dropna(subset=[&quot;price&quot;])</code></pre></body></html>"
+)
+
+
+def test_html_is_cleaned_before_scoring(client: TestClient, reranker: Reranker) -> None:
+    query = "drop missing values in pandas"
+    texts = {"html": HTML, "plain": "Drop rows with NaN: df.dropna()"}
+    scores = {}
+    for clean_html in (True, False):
+        body = {
+            "queries": [
+                {"id": "q", "text": query, "documents": [{"id": k, "text": v} for k, v in texts.items()]}
+            ],
+            "options": {"clean_html": clean_html},
+        }
+        job = client.post("/v1/jobs", json=body).json()
+        assert wait_for(client, job["id"])["status"] == "completed"
+        rows = client.get(f"/v1/jobs/{job['id']}/results").json()["results"]
+        scores[clean_html] = {r["document_id"]: r for r in rows}
+    cleaned = 'Drop rows with NaN: df.dropna(subset=["price"])'
+    expected_clean, expected_raw = reranker.score([(query, cleaned), (query, HTML)], max_length=1024)
+    assert abs(scores[True]["html"]["raw_score"] - expected_clean) < 1e-5  # the comment never reached it
+    assert abs(scores[False]["html"]["raw_score"] - expected_raw) < 1e-5
+    best = scores[True]["html"]["best_chunk"]
+    assert best["text"] == HTML[best["start"] : best["end"]]  # spans point into the client's text
+    assert best["text"].startswith("Drop rows&nbsp;with NaN") and "nginx" not in best["text"]
+
+
+def test_include_chunks_lists_every_window(client: TestClient) -> None:
+    long_text = " ".join(f"sentence {i} about dataframes, indexes and missing values." for i in range(100))
+    body = job_body(queries=1, documents=2, max_length=128, chunking={"max_tokens": 64, "overlap": 8})
+    body["queries"][0]["documents"][1]["text"] = long_text
+    job = client.post("/v1/jobs", json=body).json()
+    assert wait_for(client, job["id"])["status"] == "completed"
+    url = f"/v1/jobs/{job['id']}/results"
+    plain = client.get(url).json()["results"]
+    assert all("chunk_scores" not in r for r in plain)
+    rows = {r["document_id"]: r for r in client.get(url, params={"include_chunks": "true"}).json()["results"]}
+    windows = rows["d1"]["chunk_scores"]
+    assert rows["d1"]["chunks"] == len(windows) > 10
+    assert rows["d1"]["raw_score"] == max(w["raw_score"] for w in windows)
+    assert windows[0]["start"] == 0 and windows[-1]["end"] == len(long_text)
+    assert all(a["start"] < b["start"] < a["end"] for a, b in itertools.pairwise(windows))  # they overlap
+    assert rows["d0"]["chunks"] == 1 == len(rows["d0"]["chunk_scores"])
+
+
+def test_oversized_input_is_refused_and_loses_nothing(client: TestClient, db_url: str, worker: Any) -> None:
+    before = client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]
+    body = job_body(queries=1, documents=2)
+    body["queries"][0]["documents"][1]["text"] = "x" * 10_000_000
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422
+    assert response.json()["field"] == "queries.0.documents.1.text"
+    assert "RERANK_MAX_DOCUMENT_CHARS" in response.json()["error"]
+    with make_client(db_url, worker.queue, max_request_bytes=1_000_000) as small:
+        response = small.post("/v1/jobs", json=body)
+    assert response.status_code == 413 and response.json()["field"] == "body"
+    assert client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"] == before

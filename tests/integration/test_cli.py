@@ -53,6 +53,22 @@ def test_run_names_the_bad_line(tiny_model: Path, tmp_path: Path) -> None:
     assert "bad.jsonl:2: text" in done.stderr
 
 
+def test_run_chunks_the_long_manual_unless_told_not_to(tiny_model: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "RERANK_MODEL": str(tiny_model), "RERANK_DATABASE_URL": f"sqlite:///{tmp_path}/r.db"}
+    job = EXAMPLES / "manual_long.jsonl"
+    manual = {d["id"]: d["text"] for d in json.loads(job.read_text())["documents"]}
+    chunks = {}
+    for flag in ("--chunking", "--no-chunking"):
+        done = rerankq("run", str(job), "-o", f"{flag}.jsonl", flag, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in (tmp_path / f"{flag}.jsonl").read_text().splitlines()]
+        for row in rows:
+            best = row["best_chunk"]
+            assert best["text"] == manual[row["document_id"]][best["start"] : best["end"]]
+        chunks[flag] = max(row["chunks"] for row in rows)
+    assert chunks == {"--chunking": chunks["--chunking"], "--no-chunking": 1} and chunks["--chunking"] > 3
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,25 +7,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.integration.helpers import job_spec
+from tests.integration.helpers import job_spec, results, run_all, submit
 from worker import pipeline, service, store
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.models import Batch, BatchStatus, Result
-
-
-def submit(session: Session, queries: int = 2, documents: int = 5, **options: object) -> str:
-    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny")["id"])
-
-
-def run_all(session: Session, job_id: str, reranker: Reranker, task_pairs: int = 3) -> None:
-    for batch_id in pipeline.plan_job(session, job_id, task_pairs):
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
-    pipeline.finalize_job(session, job_id)
-
-
-def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
-    return list(service.iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
@@ -72,7 +58,7 @@ def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Rera
     batches = pipeline.plan_job(session, job_id, 4)
     assert pipeline.plan_job(session, job_id, 4) == batches  # a re-delivered plan task plans nothing new
     for batch_id in batches + batches:  # every batch delivered twice
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=128)
     store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
@@ -87,8 +73,8 @@ def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reran
     for _ in range(3):  # three deliveries that died mid-batch (claimed, never finished)
         store.claim_batch(session, first)
         session.commit()
-    assert pipeline.score_batch(session, first, reranker, max_attempts=3) is None
-    assert pipeline.score_batch(session, second, reranker, max_attempts=3) == job_id
+    assert pipeline.score_batch(session, first, reranker, max_attempts=3, max_windows=128) is None
+    assert pipeline.score_batch(session, second, reranker, max_attempts=3, max_windows=128) == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
     assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 2, 2)
@@ -101,7 +87,7 @@ def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reran
 def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=2)
     (batch,) = pipeline.plan_job(session, job_id, 10)
-    assert pipeline.score_batch(session, batch, reranker, max_attempts=0) == job_id
+    assert pipeline.score_batch(session, batch, reranker, max_attempts=0, max_windows=128) == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
     assert job["status"] == "failed" and "every batch failed" in job["error"]
@@ -110,10 +96,10 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
 def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=6)
     first, *rest = pipeline.plan_job(session, job_id, 2)
-    pipeline.score_batch(session, first, reranker, max_attempts=3)
+    pipeline.score_batch(session, first, reranker, max_attempts=3, max_windows=128)
     assert service.cancel_job(session, job_id)["status"] == "cancelled"
     for batch_id in rest:  # batches still queued are skipped once the job is cancelled
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3)
+        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=128)
     assert [r["rank"] for r in results(session, job_id)] == [1, 2]
     job = service.job_status(session, job_id)
     assert job["progress"]["done"] == 2 and job["finished_at"] is not None

@@ -27,6 +27,8 @@ def test_defaults() -> None:
         "top_k": None,
         "max_length": 1024,
         "normalize": True,
+        "chunking": {"enabled": True, "max_tokens": 512, "overlap": 64, "aggregate": "max"},
+        "clean_html": True,
     }
 
 
