@@ -16,8 +16,14 @@ class Progress(BaseModel):
     total: int = Field(description="Pairs in the job.")
     done: int = Field(description="Pairs scored.")
     failed: int = Field(description="Pairs whose batch failed.")
-    pairs_per_second: float | None = Field(description="Scoring rate since the job started.")
-    eta_seconds: float | None = Field(description="Seconds until every pair is scored, at that rate.")
+    pairs_per_second: float | None = Field(
+        description="While running: pairs scored in the last 60 s divided by the seconds of that window"
+        " the job ran (the whole run's average when no batch finished in it); once finished: the whole"
+        " run's average. Null before the first batch is scored."
+    )
+    eta_seconds: float | None = Field(
+        description="Pairs left divided by pairs_per_second; 0 once finished, null while the rate is."
+    )
 
 
 class JobOut(BaseModel):

@@ -117,26 +117,37 @@ def _load(path: Path, options: JobOptions) -> Any:
         fail(error.message)
 
 
+def _unreachable(url: str, error: httpx.TransportError) -> NoReturn:
+    fail(f"cannot reach the API at {url} ({error}); is `rerankq api` running? (--api-url)")
+
+
+def _refused(response: httpx.Response) -> NoReturn:
+    fail(f"error {response.status_code}: {response.json().get('error', response.text)}", code=1)
+
+
 def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
     try:
         response = httpx.request(method, url, timeout=60, **kwargs)
     except httpx.TransportError as error:
-        fail(f"cannot reach the API at {url} ({error}); is `rerankq api` running? (--api-url)")
+        _unreachable(url, error)
     if response.status_code >= 400:
-        fail(f"error {response.status_code}: {response.json().get('error', response.text)}", code=1)
+        _refused(response)
     body: dict[str, Any] = response.json()
     return body
 
 
 def _follow(api_url: str, job_id: str) -> dict[str, Any]:
-    """Poll a job, with a progress bar (pairs, rate, ETA), until it finishes."""
+    """Poll a job, with a progress bar, until it finishes; rate and ETA are the API's (the last
+    minute's pace), not tqdm's own guess from the polls."""
     job = _request("GET", f"{api_url}/v1/jobs/{job_id}")
-    with tqdm(total=job["progress"]["total"], unit="pair", desc=job_id[:8]) as bar:
+    bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {unit}s [{elapsed}{postfix}]"  # no tqdm rate/ETA
+    with tqdm(total=job["progress"]["total"], unit="pair", desc=job_id[:8], bar_format=bar_format) as bar:
         while True:
             progress = job["progress"]
             bar.update(progress["done"] + progress["failed"] - bar.n)
-            if progress["eta_seconds"] is not None:
-                bar.set_postfix(status=job["status"], eta=f"{progress['eta_seconds']:.0f}s")
+            if progress["pairs_per_second"] is not None:
+                rate, eta = progress["pairs_per_second"], progress["eta_seconds"]
+                bar.set_postfix_str(f"{job['status']}, {rate:.1f} pairs/s, ETA {eta:.0f}s")
             if job["status"] in ("completed", "failed", "cancelled"):
                 return job
             time.sleep(1)
@@ -172,25 +183,28 @@ def status(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
 @app.command()
 def results(
     job_id: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl, out.csv or out.parquet")],
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
-    """Download every ranked result of a finished job."""
+    """Download every ranked result of a finished job, streamed: memory stays flat for any size."""
     from worker.jobfile import write_results
-    from worker.service import iter_pages
 
-    def fetch(cursor: str | None) -> dict[str, Any]:
-        params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-        return _request("GET", f"{api_url}/v1/jobs/{job_id}/results", params=params)
-
-    count = write_results(iter_pages(fetch), output)
+    url = f"{api_url}/v1/jobs/{job_id}/results.jsonl"
+    try:
+        with httpx.stream("GET", url, timeout=60) as response:
+            if response.status_code >= 400:
+                response.read()
+                _refused(response)
+            count = write_results((json.loads(line) for line in response.iter_lines() if line), output)
+    except httpx.TransportError as error:
+        _unreachable(url, error)
     typer.echo(f"{count} results written to {output}", err=True)
 
 
 @app.command()
 def run(
     file: Path,
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl or out.csv")] = Path(
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl, out.csv or out.parquet")] = Path(
         "results.jsonl"
     ),
     threshold: Threshold = None,

@@ -1,10 +1,11 @@
-"""Use-cases shared by the HTTP API and the CLI: submit a job, look at it, cancel it, page its results."""
+"""Use-cases shared by the HTTP API and the CLI: submit a job, look at it, cancel it, page through
+and export its results."""
 
 import base64
 import binascii
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -36,15 +37,15 @@ def submit_job(
             raise Unavailable(
                 f"the job queue is unreachable ({error}); job {job.id} was not started"
             ) from error
-    return job_view(store.get_job(session, job.id))
+    return job_view(session, store.get_job(session, job.id))
 
 
 def job_status(session: Session, job_id: str) -> dict[str, Any]:
-    return job_view(store.get_job(session, job_id))
+    return job_view(session, store.get_job(session, job_id))
 
 
 def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[dict[str, Any]]:
-    return [job_view(job) for job in store.list_jobs(session, status, limit)]
+    return [job_view(session, job) for job in store.list_jobs(session, status, limit)]
 
 
 def cancel_job(session: Session, job_id: str) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def cancel_job(session: Session, job_id: str) -> dict[str, Any]:
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
     store.rank_results(session, job_id)
     session.commit()
-    return job_view(store.get_job(session, job_id))
+    return job_view(session, store.get_job(session, job_id))
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -62,14 +63,32 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def job_view(job: Job) -> dict[str, Any]:
+# The window of a running job's rate: long enough to span several batches, short enough to follow
+# a change of pace (a worker joining or leaving) within a minute.
+RATE_WINDOW = timedelta(seconds=60)
+
+
+def _rate(session: Session, job: Job) -> float | None:
+    """Pairs per second: of the last minute while the job runs, else (and before the first batch of
+    that minute) of the whole run; None before anything was scored."""
+    started, finished = _aware(job.started_at), _aware(job.finished_at)
+    if started is None or not job.done_pairs:
+        return None
+    now = utcnow()
+    if job.status == JobStatus.running:
+        since = max(started, now - RATE_WINDOW)
+        recent = store.pairs_done_since(session, job.id, since)
+        if recent:
+            return recent / max((now - since).total_seconds(), 1e-3)
+    return job.done_pairs / max(((finished or now) - started).total_seconds(), 1e-3)
+
+
+def job_view(session: Session, job: Job) -> dict[str, Any]:
     """What a client sees of a job: status, progress with rate and ETA, timestamps, options."""
     started, finished = _aware(job.started_at), _aware(job.finished_at)
-    rate: float | None = None
+    rate = _rate(session, job)
     eta: float | None = None
-    if started is not None and job.done_pairs:
-        elapsed = ((finished or utcnow()) - started).total_seconds()
-        rate = job.done_pairs / max(elapsed, 1e-3)
+    if rate is not None:
         remaining = job.total_pairs - job.done_pairs - job.failed_pairs
         eta = 0.0 if job.status in FINISHED else remaining / rate
     return {
@@ -113,12 +132,7 @@ def results_page(
 ) -> dict[str, Any]:
     """One page of ranked results (by query, then rank) and the cursor of the next page, if any;
     `include_chunks` adds every window's span and raw score."""
-    job = store.get_job(session, job_id)
-    if job.status not in FINISHED:
-        raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
-    if query_id is not None and not store.has_query(session, job_id, query_id):
-        raise NotFound(f"job {job_id} has no query {query_id!r}", field="query_id")
-    options = job.options
+    options = _finished_job(session, job_id, query_id).options
     after = _decode_cursor(cursor) if cursor else None
     rows = store.results_page(session, job_id, query_id, options["top_k"], after, limit + 1)
     next_cursor = (
@@ -128,6 +142,41 @@ def results_page(
     )
     results = [_result(row, options, include_chunks) for row in rows[:limit]]
     return {"results": results, "next_cursor": next_cursor}
+
+
+# Rows per store query of an export: enough to keep round trips few, few enough that one page of
+# rows (with their best-window texts) stays a few MB however large the job.
+EXPORT_PAGE = 2000
+
+
+def export_pages(
+    session: Session, job_id: str, query_id: str | None = None, page_size: int = EXPORT_PAGE
+) -> Iterator[list[dict[str, Any]]]:
+    """Every ranked result of a finished job (the paged API's rows without per-window lists), a
+    keyset page at a time. The checks run now, so a 404 or 409 is raised before anything streams."""
+    options = _finished_job(session, job_id, query_id).options
+
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        after: tuple[int, int] | None = None
+        while True:
+            rows = store.results_page(session, job_id, query_id, options["top_k"], after, page_size)
+            if rows:
+                yield [_result(row, options, include_chunks=False) for row in rows]
+            if len(rows) < page_size:
+                return
+            after = (rows[-1]["query_position"], rows[-1]["rank"])
+
+    return pages()
+
+
+def _finished_job(session: Session, job_id: str, query_id: str | None) -> Job:
+    """The job whose results are asked for: it exists, has finished, and has `query_id` if given."""
+    job = store.get_job(session, job_id)
+    if job.status not in FINISHED:
+        raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
+    if query_id is not None and not store.has_query(session, job_id, query_id):
+        raise NotFound(f"job {job_id} has no query {query_id!r}", field="query_id")
+    return job
 
 
 def _result(row: dict[str, Any], options: dict[str, Any], include_chunks: bool) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Every write that a re-delivered task may repeat is idempotent: results are upser
 unique document, and counters move only with the batch status change that guards them."""
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -277,3 +278,11 @@ def results_page(
 def has_query(session: Session, job_id: str, query_id: str) -> bool:
     stmt = select(Query.id).where(Query.job_id == job_id, Query.client_id == query_id)
     return session.execute(stmt).first() is not None
+
+
+def pairs_done_since(session: Session, job_id: str, since: datetime) -> int:
+    """Pairs of a job's batches scored at or after `since`: the numerator of its recent rate."""
+    stmt = select(func.coalesce(func.sum(Batch.pairs), 0)).where(
+        Batch.job_id == job_id, Batch.status == BatchStatus.done, Batch.finished_at >= since
+    )
+    return int(session.execute(stmt).scalar_one())

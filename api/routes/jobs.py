@@ -1,14 +1,15 @@
-"""/v1/jobs: submit, list, look at, cancel, and page through results."""
+"""/v1/jobs: submit, list, look at, cancel, page through results and export them as JSONL or CSV."""
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from api import deps
 from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
-from worker import service
+from worker import jobfile, service
 from worker.config import Settings
 from worker.models import JobStatus
 from worker.spec import JobSpec
@@ -63,3 +64,34 @@ def get_results(
     """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
     every window's span and raw score."""
     return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)
+
+
+_EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+def _export(session: Session, job_id: str, query_id: str | None, kind: str) -> StreamingResponse:
+    """Check the job now (errors are answered as JSON), then stream its rows a store page at a time."""
+    pages = service.export_pages(session, job_id, query_id)
+    return StreamingResponse(
+        jobfile.text_chunks(pages, csv_format=kind == "csv"),
+        media_type=_EXPORTS[kind],
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.{kind}"'},
+    )
+
+
+def _streamed(kind: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {_EXPORTS[kind]: {}}}, **errors}
+
+
+@router.get("/{job_id}/results.jsonl", response_class=StreamingResponse, responses=_streamed("jsonl"))
+def export_jsonl(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+    """Every ranked result of a finished job, one JSON object per line (the fields of /results
+    without chunk_scores), by query then rank; top_k applies."""
+    return _export(session, job_id, query_id, "jsonl")
+
+
+@router.get("/{job_id}/results.csv", response_class=StreamingResponse, responses=_streamed("csv"))
+def export_csv(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+    """Every ranked result of a finished job as CSV: query_id, document_id, rank, raw_score, score,
+    relevant, by query then rank; top_k applies."""
+    return _export(session, job_id, query_id, "csv")

@@ -1,0 +1,58 @@
+"""Result files: the one writer behind `rerankq results`, `rerankq run` and the export endpoints."""
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from worker.jobfile import CHUNK_ROWS, RESULT_COLUMNS, text_chunks, write_results
+
+
+def rows(count: int) -> Iterator[dict[str, Any]]:
+    """Rows as the export yields them, ids with the characters CSV must quote."""
+    for i in range(count):
+        yield {
+            "query_id": f"q{i // 100}",
+            "document_id": f'doc, "{i}"\n粗',
+            "rank": i % 100 + 1,
+            "raw_score": -i / 7,
+            "score": 1 / (i + 1),
+            "relevant": i % 3 == 0,
+            "best_chunk": {"index": 0, "start": 0, "end": 3, "text": "abc"},
+        }
+
+
+def test_parquet_is_written_in_row_groups_and_reads_back(tmp_path: Path) -> None:
+    count = CHUNK_ROWS * 2 + 17
+    path = tmp_path / "out.parquet"
+    assert write_results(rows(count), path) == count
+    parquet = pq.ParquetFile(path)
+    assert parquet.metadata.num_row_groups == 3  # bounded: one chunk of rows in memory at a time
+    assert parquet.schema_arrow.names == list(RESULT_COLUMNS)
+    expected = [{column: row[column] for column in RESULT_COLUMNS} for row in rows(count)]
+    assert parquet.read().to_pylist() == expected
+
+
+def test_empty_parquet_still_has_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "none.parquet"
+    assert write_results(iter([]), path) == 0
+    table = pq.read_table(path)
+    assert table.num_rows == 0 and table.column_names == list(RESULT_COLUMNS)
+
+
+def test_csv_and_jsonl_files_equal_the_streamed_text(tmp_path: Path) -> None:
+    for suffix in (".csv", ".jsonl"):
+        path = tmp_path / f"out{suffix}"
+        assert write_results(rows(250), path) == 250
+        pages = [list(rows(250))[:100], list(rows(250))[100:]]
+        streamed = "".join(text_chunks(pages, csv_format=suffix == ".csv"))
+        assert path.read_bytes().decode() == streamed
+    with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
+        read = list(csv.DictReader(f))
+    assert [r["document_id"] for r in read] == [r["document_id"] for r in rows(250)]
+    assert list(read[0]) == list(RESULT_COLUMNS)
+    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == list(rows(250))
