@@ -7,9 +7,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routes import health, jobs
+from api.routes import collections, health, job_files, jobs
 from worker.config import get_settings
 from worker.errors import RerankError
+from worker.spec import JOB_KINDS
 
 # Where a validation error's location starts with one of these, it is not part of the field's name.
 _LOCATIONS = {"body", "query", "path", "header"}
@@ -19,6 +20,8 @@ def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(part) for part in loc]
     if len(parts) > 1 and parts[0] in _LOCATIONS:
         parts = parts[1:]
+    if parts and parts[0] in JOB_KINDS:  # which kind of job body it was read as
+        parts = parts[1:] or ["body"]
     return ".".join(parts)
 
 
@@ -60,7 +63,9 @@ def create_app(max_request_bytes: int | None = None) -> FastAPI:
         version="0.1.0",
         description="Queue-driven cross-encoder reranking: submit jobs, poll them, page through results.",
     )
+    app.include_router(job_files.router)  # before jobs: it takes POST /v1/jobs with a JSONL body
     app.include_router(jobs.router)
+    app.include_router(collections.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)

@@ -1,12 +1,13 @@
 """Dependencies the routes receive: settings, a database session, the queue to hand work to."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from sqlalchemy.orm import Session
 
 from worker.config import Settings, get_settings
 from worker.db import session_factory
 from worker.queue import enqueue_plan
+from worker.service import Enqueue
 
 
 def settings() -> Settings:
@@ -21,5 +22,5 @@ def session() -> Iterator[Session]:
         db.close()
 
 
-def enqueue() -> Callable[[str], None]:
+def enqueue() -> Enqueue:
     return enqueue_plan

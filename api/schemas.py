@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from worker.models import JobStatus
+from worker.models import JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 
 __all__ = ["DocumentSpec", "JobOptions", "JobSpec", "QuerySpec"]
@@ -36,6 +36,23 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     options: dict[str, Any]
+    priority: Priority
+    collection: str | None = Field(description="The collection a job reranks against, if any.")
+
+
+class LineError(BaseModel):
+    line: int = Field(description="1-based line number in the upload.")
+    field: str | None = Field(description="The field at fault, e.g. text.")
+    error: str
+
+
+class CollectionOut(BaseModel):
+    id: str
+    name: str | None
+    documents: int = Field(description="Documents stored.")
+    error_count: int = Field(description="Lines rejected.")
+    errors: list[LineError] = Field(description="The first 100 rejected lines.")
+    created_at: datetime
 
 
 class JobList(BaseModel):

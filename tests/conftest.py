@@ -184,7 +184,9 @@ def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -
 
     app = create_app(max_request_bytes)
     app.dependency_overrides[deps.session] = session
-    app.dependency_overrides[deps.enqueue] = lambda: lambda job_id: enqueue_plan(job_id, queue=queue)
+    app.dependency_overrides[deps.enqueue] = lambda: (
+        lambda job_id, priority: enqueue_plan(job_id, priority, queue)
+    )
     return TestClient(app)
 
 

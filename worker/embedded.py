@@ -26,12 +26,13 @@ def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[s
     tqdm.write(f"{settings.model} on {describe(reranker.device, reranker.dtype)}", file=sys.stderr)
     with session_scope(settings.database_url) as session:
         job = service.submit_job(session, spec, settings.model)
-        batches = pipeline.plan_job(session, job["id"], settings.task_pairs)
         with tqdm(total=job["progress"]["total"], unit="pair", desc="reranking") as bar:
-            for batch_id in batches:
-                pipeline.score_batch(session, batch_id, reranker, settings.max_attempts, settings.max_windows)
-                bar.update(service.job_status(session, job["id"])["progress"]["done"] - bar.n)
-        pipeline.finalize_job(session, job["id"])
+
+            def advance() -> None:
+                progress = service.job_status(session, job["id"])["progress"]
+                bar.update(progress["done"] + progress["failed"] - bar.n)
+
+            pipeline.run_job(session, job["id"], reranker, pipeline.Limits.from_settings(settings), advance)
         count = write_results(
             service.iter_pages(
                 lambda cursor: service.results_page(session, job["id"], limit=1000, cursor=cursor)

@@ -47,10 +47,45 @@ FINISHED = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled
 
 
 class BatchStatus(StrEnum):
-    pending = "pending"
+    pending = "pending"  # planned, not yet on the queue (a job keeps only a few batches queued)
+    queued = "queued"
     running = "running"
     done = "done"
     failed = "failed"
+
+
+OPEN_BATCH = (BatchStatus.queued, BatchStatus.running)
+
+
+class Priority(StrEnum):
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+
+class Collection(Base):
+    """A knowledge base uploaded once; jobs rerank queries against its documents by reference."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    documents: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # the first ones, by line
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CollectionDocument(Base):
+    __tablename__ = "collection_documents"
+    __table_args__ = (UniqueConstraint("collection_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    position: Mapped[int] = mapped_column(Integer)
 
 
 class Job(Base):
@@ -64,6 +99,8 @@ class Job(Base):
     done_pairs: Mapped[int] = mapped_column(Integer, default=0)
     failed_pairs: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(8), default=Priority.normal, server_default="normal")
+    collection_id: Mapped[str | None] = mapped_column(ForeignKey("collections.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -78,14 +115,18 @@ class Query(Base):
     client_id: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
+    # In a collection job: the documents to score (null: every document of the collection).
+    document_ids: Mapped[list[str] | None] = mapped_column(JSON)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Batch(Base):
     __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_job_status", "job_id", "status", "number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer, server_default="0")  # order in the job: longest pairs first
     status: Mapped[str] = mapped_column(String(16), default=BatchStatus.pending)
     pairs: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -101,7 +142,11 @@ class Document(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(255))
-    text: Mapped[str] = mapped_column(Text)
+    # A pair's document: its own text, or (collection jobs) a reference to text stored once.
+    text: Mapped[str | None] = mapped_column(Text)
+    source_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collection_documents.id", ondelete="RESTRICT"), index=True
+    )
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)

@@ -4,61 +4,99 @@ these; each is safe to repeat when a task is delivered twice."""
 
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from worker import store
+from worker.config import Settings
 from worker.engine import Reranker
 from worker.models import JobStatus
-from worker.planner import plan_batches
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
 
 log = logging.getLogger(__name__)
 
 
-def plan_job(session: Session, job_id: str, task_pairs: int) -> list[int]:
-    """Split a queued job into batches and mark it running; the ids of the batches still to score."""
+@dataclass(frozen=True)
+class Limits:
+    """What one job may take: pairs per batch, batches on the queue at once, deliveries of a batch,
+    windows read per document."""
+
+    task_pairs: int
+    window: int
+    max_attempts: int
+    max_windows: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        return cls(settings.task_pairs, settings.job_window, settings.max_attempts, settings.max_windows)
+
+
+@dataclass(frozen=True)
+class Followups:
+    """What a scored batch leaves to do: batches to put on the queue, and the job to finalize
+    when that batch was its last."""
+
+    batches: list[int]
+    finalize: str | None
+
+
+def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
+    """Split a queued job into batches and mark it running; the batches to put on the queue now
+    (the first `limits.window`; each scored batch releases the next)."""
     job = store.get_job(session, job_id)
     if job.status == JobStatus.queued:
-        groups = plan_batches(store.pair_lengths(session, job_id), task_pairs)
-        store.insert_batches(session, job_id, groups)
+        if job.collection_id is not None:
+            store.expand_collection_pairs(session, job)
+        store.plan_batches(session, job_id, limits.task_pairs)
         store.transition(session, job_id, JobStatus.running)
-        log.info("job %s planned: %d pairs in %d batches", job_id, job.total_pairs, len(groups))
-    batches = store.open_batches(session, job_id) if job.status == JobStatus.running else []
+        log.info("job %s planned: %d pairs", job_id, job.total_pairs)
+    batches = []
+    if store.get_job(session, job_id).status == JobStatus.running:
+        # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
+        batches = store.open_batches(session, job_id) + store.release_batches(session, job_id, limits.window)
     session.commit()
     return batches
 
 
-def score_batch(
-    session: Session, batch_id: int, reranker: Reranker, max_attempts: int, max_windows: int
-) -> str | None:
-    """Score one batch and store its results; the job id once its last batch is finished, so the
-    caller can finalize it. A batch delivered more than `max_attempts` times is marked failed
-    (a batch that kills its worker must not loop forever); a document is read as at most
-    `max_windows` windows."""
+def score_batch(session: Session, batch_id: int, reranker: Reranker, limits: Limits) -> Followups:
+    """Score one batch and store its results; then release the job's next batch, or hand back the
+    job to finalize once its last batch is finished. A batch delivered more than
+    `limits.max_attempts` times is marked failed (a batch that kills its worker must not loop
+    forever)."""
     claim = store.claim_batch(session, batch_id)
     session.commit()
-    if claim is None:  # finished by an earlier delivery: only the completion check is left
-        job_id = store.batch_job_id(session, batch_id)
-        return job_id if _all_scored(session, job_id) else None
+    if claim is None:  # finished by an earlier delivery: only the follow-ups are left
+        return _followups(session, store.batch_job_id(session, batch_id), limits)
     job_id, attempts = claim
     job = store.get_job(session, job_id)
     if job.status != JobStatus.running:
         store.fail_batch(session, batch_id, job_id, f"job is {job.status}")
-    elif attempts > max_attempts:
+    elif attempts > limits.max_attempts:
         log.error("batch %d of job %s failed: delivered %d times", batch_id, job_id, attempts)
-        store.fail_batch(session, batch_id, job_id, f"gave up after {max_attempts} attempts")
+        store.fail_batch(session, batch_id, job_id, f"gave up after {limits.max_attempts} attempts")
     else:
         try:
             options = JobOptions.model_validate(job.options)
-            _score(session, batch_id, job_id, reranker, options, max_windows)
+            _score(session, batch_id, job_id, reranker, options, limits.max_windows)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             session.rollback()
             log.exception("batch %d of job %s failed", batch_id, job_id)
             store.fail_batch(session, batch_id, job_id, f"{type(error).__name__}: {error}")
     session.commit()
-    return job_id if _all_scored(session, job_id) else None
+    return _followups(session, job_id, limits)
+
+
+def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
+    if _all_scored(session, job_id):
+        return Followups([], job_id)
+    running = store.get_job(session, job_id).status == JobStatus.running
+    batches = store.release_batches(session, job_id, limits.window) if running else []
+    session.commit()
+    return Followups(batches, None)
 
 
 def _score(
@@ -126,3 +164,21 @@ def finalize_job(session: Session, job_id: str) -> None:
         store.transition(session, job_id, JobStatus.completed)
     session.commit()
     log.info("job %s finalized: %d scored, %d failed", job_id, job.done_pairs, job.failed_pairs)
+
+
+def run_job(
+    session: Session,
+    job_id: str,
+    reranker: Reranker,
+    limits: Limits,
+    on_batch: Callable[[], None] = lambda: None,
+) -> None:
+    """Every step of a job in this process, in the order a worker meets them (no broker):
+    `rerankq run` and the tests use it."""
+    queued = deque(plan_job(session, job_id, limits))
+    while queued:
+        followups = score_batch(session, queued.popleft(), reranker, limits)
+        queued.extend(followups.batches)
+        on_batch()
+        if followups.finalize is not None:
+            finalize_job(session, followups.finalize)

@@ -4,10 +4,14 @@ Imports no torch: the API process uses it to enqueue by task name."""
 from celery import Celery
 
 from worker.config import Settings, get_settings
+from worker.models import Priority
 
 PLAN_TASK = "rerankq.plan_job"
 SCORE_TASK = "rerankq.score_batch"
 FINALIZE_TASK = "rerankq.finalize_job"
+# Redis priorities (kombu keeps one list per step and a worker pops the lowest step first), so a
+# small high-priority job's batches overtake the queued batches of an overnight one.
+PRIORITY_STEPS = {Priority.high: 0, Priority.normal: 3, Priority.low: 6}
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -19,7 +23,10 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         task_serializer="json",
         task_ignore_result=True,  # state lives in the database, not in a result backend
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "priority_steps": list(PRIORITY_STEPS.values()),
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
@@ -30,10 +37,12 @@ def make_celery(settings: Settings) -> Celery:
 celery_app = make_celery(get_settings())
 
 
-def enqueue(task: str, *args: object, queue: str | None = None) -> None:
-    """Put one task on `queue` (default: the configured rerank queue)."""
-    celery_app.send_task(task, args=list(args), queue=queue or get_settings().queue)
+def enqueue(task: str, *args: object, queue: str | None = None, priority: Priority = Priority.normal) -> None:
+    """Put one task on `queue` (default: the configured rerank queue) at `priority`."""
+    celery_app.send_task(
+        task, args=list(args), queue=queue or get_settings().queue, priority=PRIORITY_STEPS[priority]
+    )
 
 
-def enqueue_plan(job_id: str, queue: str | None = None) -> None:
-    enqueue(PLAN_TASK, job_id, queue=queue)
+def enqueue_plan(job_id: str, priority: Priority, queue: str | None = None) -> None:
+    enqueue(PLAN_TASK, job_id, priority, queue=queue, priority=priority)

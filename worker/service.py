@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker import store
+from worker import collection, store
+from worker.config import get_settings
 from worker.errors import Conflict, InvalidInput, NotFound, RerankError
-from worker.models import FINISHED, Job, JobStatus, utcnow
-from worker.spec import JobSpec
+from worker.models import FINISHED, Job, JobStatus, Priority, utcnow
+from worker.spec import CollectionJobSpec, JobSpec
 
 
 class Unavailable(RerankError):
@@ -22,15 +23,38 @@ class Unavailable(RerankError):
     status_code = 503
 
 
+Enqueue = Callable[[str, Priority], None]
+
+
+def resolve_priority(asked: Priority | None, pairs: int) -> Priority:
+    """A job's priority: as asked; else low for an overnight-sized job, so interactive ones overtake it."""
+    if asked is not None:
+        return asked
+    return Priority.low if pairs > get_settings().low_priority_pairs else Priority.normal
+
+
 def submit_job(
-    session: Session, spec: JobSpec, model: str, enqueue: Callable[[str], None] | None = None
+    session: Session, spec: JobSpec | CollectionJobSpec, model: str, enqueue: Enqueue | None = None
 ) -> dict[str, Any]:
-    """Store a job and hand it to the queue; if the queue is unreachable the job is marked failed."""
-    job = store.insert_job(session, spec, model)
+    """Store a job (its documents, or its queries over a collection) and hand it to the queue."""
+    if isinstance(spec, CollectionJobSpec):
+        total = collection.pair_count(session, spec)
+        priority = resolve_priority(spec.priority, total)
+        job = store.new_job(session, model, spec.options, priority, total, spec.collection)
+        collection.add_queries(session, job.id, spec)
+    else:
+        total = sum(len(query.documents) for query in spec.queries)
+        job = store.insert_job(session, spec, model, resolve_priority(spec.priority, total))
     session.commit()
+    return start_job(session, job.id, enqueue)
+
+
+def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> dict[str, Any]:
+    """Put a stored job on the queue; if the queue is unreachable the job is marked failed."""
+    job = store.get_job(session, job_id)
     if enqueue is not None:
         try:
-            enqueue(job.id)
+            enqueue(job.id, Priority(job.priority))
         except Exception as error:
             store.transition(session, job.id, JobStatus.failed, error=f"could not enqueue: {error}")
             session.commit()
@@ -107,17 +131,19 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
         "finished_at": finished,
         "error": job.error,
         "options": job.options,
+        "priority": job.priority,
+        "collection": job.collection_id,
     }
 
 
-def _encode_cursor(position: int, rank: int) -> str:
-    return base64.urlsafe_b64encode(f"{position}.{rank}".encode()).decode().rstrip("=")
+def _encode_cursor(query_key: int, rank: int) -> str:
+    return base64.urlsafe_b64encode(f"{query_key}.{rank}".encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> tuple[int, int]:
     try:
-        position, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
-        return int(position), int(rank)
+        query_key, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
+        return int(query_key), int(rank)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from error
 
@@ -136,9 +162,7 @@ def results_page(
     after = _decode_cursor(cursor) if cursor else None
     rows = store.results_page(session, job_id, query_id, options["top_k"], after, limit + 1)
     next_cursor = (
-        _encode_cursor(rows[limit - 1]["query_position"], rows[limit - 1]["rank"])
-        if len(rows) > limit
-        else None
+        _encode_cursor(rows[limit - 1]["query_key"], rows[limit - 1]["rank"]) if len(rows) > limit else None
     )
     results = [_result(row, options, include_chunks) for row in rows[:limit]]
     return {"results": results, "next_cursor": next_cursor}
@@ -164,7 +188,7 @@ def export_pages(
                 yield [_result(row, options, include_chunks=False) for row in rows]
             if len(rows) < page_size:
                 return
-            after = (rows[-1]["query_position"], rows[-1]["rank"])
+            after = (rows[-1]["query_key"], rows[-1]["rank"])
 
     return pages()
 

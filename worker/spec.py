@@ -3,10 +3,21 @@ for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.docum
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from worker.config import get_settings
+from worker.models import Priority
 
 ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 
@@ -46,17 +57,23 @@ class DocumentSpec(_Strict):
         return text
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError("blank_text", "query text must not be blank")
+    return text
+
+
+QueryText = Annotated[StrictStr, Field(min_length=1), AfterValidator(_not_blank)]
+PriorityField = Field(
+    None,
+    description="high | normal | low; default normal, low for jobs over RERANK_LOW_PRIORITY_PAIRS pairs.",
+)
+
+
 class QuerySpec(_Strict):
     id: ClientId
-    text: StrictStr = Field(min_length=1)
+    text: QueryText
     documents: list[DocumentSpec] = Field(min_length=1)
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, text: str) -> str:
-        if not text.strip():
-            raise PydanticCustomError("blank_text", "query text must not be blank")
-        return text
 
     @field_validator("documents")
     @classmethod
@@ -100,10 +117,55 @@ class JobOptions(_Strict):
 
 
 class JobSpec(_Strict):
+    """A job that carries its documents: one list per query."""
+
     queries: list[QuerySpec] = Field(min_length=1)
     options: JobOptions = Field(default_factory=JobOptions)
+    priority: Priority | None = PriorityField
 
     @field_validator("queries")
     @classmethod
     def _unique_queries(cls, queries: list[QuerySpec]) -> list[QuerySpec]:
         return _unique_ids(queries, "query")
+
+
+class CollectionQuerySpec(_Strict):
+    id: ClientId
+    text: QueryText
+    document_ids: list[ClientId] | None = Field(
+        None, min_length=1, description="Score these documents of the collection only (default: all of them)."
+    )
+
+    @field_validator("document_ids")
+    @classmethod
+    def _unique_document_ids(cls, ids: list[str] | None) -> list[str] | None:
+        if ids is not None and len(set(ids)) != len(ids):
+            duplicate = next(i for n, i in enumerate(ids) if i in ids[:n])
+            raise PydanticCustomError("duplicate_id", "duplicate document id '{id}'", {"id": duplicate})
+        return ids
+
+
+class CollectionJobSpec(_Strict):
+    """A job over an uploaded collection: documents are referenced by id, their text stored once."""
+
+    collection: ClientId
+    queries: list[CollectionQuerySpec] = Field(min_length=1)
+    options: JobOptions = Field(default_factory=JobOptions)
+    priority: Priority | None = PriorityField
+
+    @field_validator("queries")
+    @classmethod
+    def _unique_queries(cls, queries: list[CollectionQuerySpec]) -> list[CollectionQuerySpec]:
+        return _unique_ids(queries, "query")
+
+
+def _job_kind(body: Any) -> str:
+    return "collection" if isinstance(body, dict) and "collection" in body else "documents"
+
+
+# POST /v1/jobs takes either kind; an error's location starts with the kind's tag.
+JOB_KINDS = ("documents", "collection")
+AnyJobSpec = Annotated[
+    Annotated[JobSpec, Tag("documents")] | Annotated[CollectionJobSpec, Tag("collection")],
+    Discriminator(_job_kind),
+]

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,47 +16,74 @@ from worker.errors import NotFound
 from worker.models import (
     FINISHED,
     JOB_TRANSITIONS,
+    OPEN_BATCH,
     Batch,
     BatchStatus,
+    CollectionDocument,
     Document,
     Job,
     JobStatus,
+    Priority,
     Query,
     Result,
     utcnow,
 )
-from worker.spec import JobSpec
+from worker.spec import JobOptions, JobSpec, QuerySpec
 
 
-def insert_job(session: Session, spec: JobSpec, model: str) -> Job:
-    """Store a validated job with its queries and documents, status queued."""
+def new_job(
+    session: Session,
+    model: str,
+    options: JobOptions,
+    priority: Priority,
+    total: int,
+    collection_id: str | None = None,
+) -> Job:
+    """A queued job row (its queries and documents are added by the caller)."""
     job = Job(
         id=uuid4().hex,
         status=JobStatus.queued,
         model=model,
-        options=spec.options.model_dump(),
-        total_pairs=sum(len(query.documents) for query in spec.queries),
+        options=options.model_dump(),
+        total_pairs=total,
+        priority=priority,
+        collection_id=collection_id,
     )
     session.add(job)
-    queries = [
-        Query(job_id=job.id, client_id=q.id, text=q.text, position=i) for i, q in enumerate(spec.queries)
+    return job
+
+
+def insert_job(session: Session, spec: JobSpec, model: str, priority: Priority) -> Job:
+    """Store a validated job with its queries and documents, status queued."""
+    job = new_job(session, model, spec.options, priority, sum(len(query.documents) for query in spec.queries))
+    add_queries(session, job.id, spec.queries)
+    return job
+
+
+def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], first: int = 0) -> int:
+    """Store queries (positions from `first`) with their documents; the number of pairs added.
+    Core inserts: nothing stays in the session, so a streamed upload holds no rows in memory."""
+    if not queries:
+        return 0
+    query_rows = [
+        {"job_id": job_id, "client_id": q.id, "text": q.text, "position": first + i}
+        for i, q in enumerate(queries)
     ]
-    session.add_all(queries)
-    session.flush()
+    ids = session.scalars(insert(Query).returning(Query.id, sort_by_parameter_order=True), query_rows).all()
     rows = [
         {
-            "job_id": job.id,
-            "query_id": row.id,
+            "job_id": job_id,
+            "query_id": query_id,
             "client_id": d.id,
             "text": d.text,
             "meta": d.metadata,
             "position": i,
         }
-        for row, q in zip(queries, spec.queries, strict=True)
+        for query_id, q in zip(ids, queries, strict=True)
         for i, d in enumerate(q.documents)
     ]
     session.execute(insert(Document), rows)
-    return job
+    return len(rows)
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -93,43 +120,92 @@ def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> 
     return moved is not None
 
 
-def pair_lengths(session: Session, job_id: str) -> list[tuple[int, int]]:
-    """(document id, characters of query + document) for every pair of a job: the planner's input."""
-    stmt = (
-        select(Document.id, func.length(Document.text) + func.length(Query.text))
-        .join(Query, Query.id == Document.query_id)
-        .where(Document.job_id == job_id)
+def expand_collection_pairs(session: Session, job: Job) -> None:
+    """A collection job's pairs, one documents row per (query, collection document) pointing at the
+    text stored once; done in the database, so a million pairs never pass through Python."""
+    for query in session.scalars(select(Query).where(Query.job_id == job.id)):
+        chosen = select(
+            literal(job.id),
+            literal(query.id),
+            CollectionDocument.client_id,
+            CollectionDocument.id,
+            CollectionDocument.position,
+        ).where(CollectionDocument.collection_id == job.collection_id)
+        if query.document_ids is not None:
+            chosen = chosen.where(CollectionDocument.client_id.in_(query.document_ids))
+        columns = ["job_id", "query_id", "client_id", "source_id", "position"]
+        session.execute(insert(Document).from_select(columns, chosen))
+
+
+# Pairs numbered longest document first; a collection document's pairs (one per query) stay
+# together, so a batch tokenizes and chunks each document once for all its queries.
+_NUMBERED = """
+    SELECT d.id AS document_id,
+           (row_number() OVER (
+               ORDER BY length(coalesce(d.text, c.text)) DESC, coalesce(d.source_id, 0), d.id
+           ) - 1) / :task_pairs AS number
+    FROM documents d LEFT JOIN collection_documents c ON c.id = d.source_id
+    WHERE d.job_id = :job_id
+"""
+_INSERT_BATCHES = text(
+    f"""
+    INSERT INTO batches (job_id, number, status, pairs, attempts)
+    SELECT :job_id, numbered.number, 'pending', count(*), 0 FROM ({_NUMBERED}) AS numbered
+    GROUP BY numbered.number
+    """
+)
+_ASSIGN_BATCHES = text(
+    f"""
+    UPDATE documents SET batch_id = batches.id
+    FROM ({_NUMBERED}) AS numbered JOIN batches ON batches.number = numbered.number
+    WHERE documents.id = numbered.document_id AND batches.job_id = :job_id
+    """
+)
+
+
+def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
+    """Split a job's pairs into pending batches of at most `task_pairs`, longest first (in SQL)."""
+    params = {"job_id": job_id, "task_pairs": task_pairs}
+    session.execute(_INSERT_BATCHES, params)
+    session.execute(_ASSIGN_BATCHES, params)
+
+
+def release_batches(session: Session, job_id: str, window: int) -> list[int]:
+    """Move pending batches to queued until `window` of the job's batches are on the queue; the
+    ids to enqueue. A job never floods the queue, so jobs submitted later get their turn."""
+    in_flight = session.scalar(
+        select(func.count()).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
     )
-    return [(doc_id, length) for doc_id, length in session.execute(stmt)]
-
-
-def insert_batches(session: Session, job_id: str, groups: list[list[int]]) -> list[int]:
-    """One pending batch per group of document ids; documents point at their batch."""
-    batches = [Batch(job_id=job_id, pairs=len(group)) for group in groups]
-    session.add_all(batches)
-    session.flush()
-    assignments = [
-        {"id": doc_id, "batch_id": batch.id}
-        for batch, group in zip(batches, groups, strict=True)
-        for doc_id in group
-    ]
-    session.execute(update(Document), assignments)
-    return [batch.id for batch in batches]
+    wanted = window - (in_flight or 0)
+    if wanted <= 0:
+        return []
+    next_ids = (
+        select(Batch.id)
+        .where(Batch.job_id == job_id, Batch.status == BatchStatus.pending)
+        .order_by(Batch.number)
+        .limit(wanted)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(Batch)
+        .where(Batch.id.in_(next_ids.scalar_subquery()), Batch.status == BatchStatus.pending)
+        .values(status=BatchStatus.queued)
+        .returning(Batch.id)
+    )
+    return sorted(session.scalars(stmt))
 
 
 def open_batches(session: Session, job_id: str) -> list[int]:
-    """Batches not yet done or failed (re-enqueued when a plan task is delivered again)."""
-    stmt = select(Batch.id).where(
-        Batch.job_id == job_id, Batch.status.in_([BatchStatus.pending, BatchStatus.running])
-    )
-    return list(session.scalars(stmt.order_by(Batch.id)))
+    """Batches on the queue or running (enqueued again when a plan task is delivered again)."""
+    stmt = select(Batch.id).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
+    return list(session.scalars(stmt.order_by(Batch.number)))
 
 
 def claim_batch(session: Session, batch_id: int) -> tuple[str, int] | None:
     """Mark a batch running and count the attempt; (job id, attempts) or None if already finished."""
     stmt = (
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, BatchStatus.running]))
+        .where(Batch.id == batch_id, Batch.status.in_(OPEN_BATCH))
         .values(status=BatchStatus.running, attempts=Batch.attempts + 1)
         .returning(Batch.job_id, Batch.attempts)
     )
@@ -141,19 +217,29 @@ def batch_job_id(session: Session, batch_id: int) -> str:
     return session.execute(select(Batch.job_id).where(Batch.id == batch_id)).scalar_one()
 
 
+def _document_text() -> Any:
+    return func.coalesce(Document.text, CollectionDocument.text)
+
+
 def batch_pairs(session: Session, batch_id: int) -> list[tuple[int, int, str, str]]:
     """(document id, query id, query text, document text) of every pair in a batch."""
     stmt = (
-        select(Document.id, Query.id, Query.text, Document.text)
+        select(Document.id, Query.id, Query.text, _document_text())
         .join(Query, Query.id == Document.query_id)
+        .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .where(Document.batch_id == batch_id)
     )
     return [(d, q, qt, dt) for d, q, qt, dt in session.execute(stmt)]
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+def dialect_insert(session: Session, table: Any) -> Any:
+    """INSERT with ON CONFLICT support, in the session's SQL dialect (PostgreSQL or SQLite)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(Result).values(rows)
+    return dialect.insert(table)
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    stmt = dialect_insert(session, Result).values(rows)
     written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
     session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written))
 
@@ -183,7 +269,7 @@ def _finish_batch(
 ) -> bool:
     stmt = (
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, BatchStatus.running]))
+        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, *OPEN_BATCH]))
         .values(status=status, error=error, finished_at=utcnow())
         .returning(Batch.pairs)
     )
@@ -227,13 +313,14 @@ def results_page(
     after: tuple[int, int] | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Ranked results ordered by query (submission order) then rank, after the cursor position,
-    with the winning window's text cut from the document."""
-    best_text = func.substr(Document.text, Result.best_start + 1, Result.best_end - Result.best_start)
+    """Ranked results ordered by query (submission order: query ids ascend with it) then rank,
+    after the cursor (query id, rank), with the winning window's text cut from the document.
+    The order is the (job, query, rank) index's, so a page costs the same at any depth."""
+    best_text = func.substr(_document_text(), Result.best_start + 1, Result.best_end - Result.best_start)
     stmt = (
         select(
             Query.client_id,
-            Query.position,
+            Result.query_id,
             Query.truncated,
             Document.client_id,
             Result.rank,
@@ -247,8 +334,9 @@ def results_page(
         )
         .join(Query, Query.id == Result.query_id)
         .join(Document, Document.id == Result.document_id)
+        .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .where(Result.job_id == job_id, Result.rank.is_not(None))
-        .order_by(Query.position, Result.rank)
+        .order_by(Result.query_id, Result.rank)
         .limit(limit)
     )
     if query_id is not None:
@@ -256,11 +344,10 @@ def results_page(
     if top_k is not None:
         stmt = stmt.where(Result.rank <= top_k)
     if after is not None:
-        position, rank = after
-        stmt = stmt.where((Query.position > position) | ((Query.position == position) & (Result.rank > rank)))
+        stmt = stmt.where(tuple_(Result.query_id, Result.rank) > tuple_(*map(literal, after)))
     keys = (
         "query_id",
-        "query_position",
+        "query_key",
         "query_truncated",
         "document_id",
         "rank",

@@ -7,6 +7,8 @@ from worker import pipeline
 from worker.config import get_settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
+from worker.models import Priority
+from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, celery_app, enqueue
 
 
@@ -18,23 +20,25 @@ def process_reranker() -> Reranker:
 
 
 @celery_app.task(name=PLAN_TASK)
-def plan_job(job_id: str) -> None:
+def plan_job(job_id: str, priority: Priority = Priority.normal) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        batches = pipeline.plan_job(session, job_id, settings.task_pairs)
+        batches = pipeline.plan_job(session, job_id, Limits.from_settings(settings))
     for batch_id in batches:
-        enqueue(SCORE_TASK, batch_id)
+        enqueue(SCORE_TASK, batch_id, priority, priority=priority)
 
 
 @celery_app.task(name=SCORE_TASK)
-def score_batch(batch_id: int) -> None:
+def score_batch(batch_id: int, priority: Priority = Priority.normal) -> None:
     settings = get_settings()
     with session_scope(settings.database_url) as session:
-        finished = pipeline.score_batch(
-            session, batch_id, process_reranker(), settings.max_attempts, settings.max_windows
+        followups = pipeline.score_batch(
+            session, batch_id, process_reranker(), Limits.from_settings(settings)
         )
-    if finished is not None:
-        enqueue(FINALIZE_TASK, finished)
+    for next_batch in followups.batches:
+        enqueue(SCORE_TASK, next_batch, priority, priority=priority)
+    if followups.finalize is not None:
+        enqueue(FINALIZE_TASK, followups.finalize, priority=priority)
 
 
 @celery_app.task(name=FINALIZE_TASK)

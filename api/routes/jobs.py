@@ -1,6 +1,5 @@
 """/v1/jobs: submit, list, look at, cancel, page through results and export them as JSONL or CSV."""
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,7 +11,7 @@ from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
 from worker import jobfile, service
 from worker.config import Settings
 from worker.models import JobStatus
-from worker.spec import JobSpec
+from worker.spec import AnyJobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 DbSession = Annotated[Session, Depends(deps.session)]
@@ -21,12 +20,14 @@ errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
 
 @router.post("", status_code=202, response_model=JobOut, responses=errors)
 def submit_job(
-    spec: JobSpec,
+    spec: AnyJobSpec,
     session: DbSession,
     settings: Annotated[Settings, Depends(deps.settings)],
-    enqueue: Annotated[Callable[[str], None], Depends(deps.enqueue)],
+    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
 ) -> dict[str, Any]:
-    """Accept a rerank job; poll GET /v1/jobs/{id} until it is completed."""
+    """Accept a rerank job: queries with their documents, or queries over a collection
+    (`{"collection": id, ...}`); a JSONL body (`application/x-ndjson`, one query with its documents
+    per line) is streamed. Poll GET /v1/jobs/{id} until it is completed."""
     return service.submit_job(session, spec, settings.model, enqueue)
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from worker import pipeline, service
 from worker.engine import Reranker
+from worker.pipeline import Limits
 from worker.spec import JobSpec
 
 
@@ -54,9 +55,11 @@ def submit(session: Session, queries: int = 2, documents: int = 5, **options: ob
 def run_all(
     session: Session, job_id: str, reranker: Reranker, task_pairs: int = 3, max_windows: int = 128
 ) -> None:
-    for batch_id in pipeline.plan_job(session, job_id, task_pairs):
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=max_windows)
-    pipeline.finalize_job(session, job_id)
+    pipeline.run_job(session, job_id, reranker, limits(task_pairs, max_windows=max_windows))
+
+
+def limits(task_pairs: int = 3, window: int = 2, max_attempts: int = 3, max_windows: int = 128) -> Limits:
+    return Limits(task_pairs, window, max_attempts, max_windows)
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:

@@ -1,17 +1,18 @@
 """The pipeline's plain functions on SQLite and PostgreSQL, without a broker: plan, score,
 finalize, and the guarantees a re-delivered or crashing task relies on."""
 
+import itertools
 import math
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.integration.helpers import job_spec, results, run_all, submit
+from tests.integration.helpers import job_spec, limits, results, run_all, submit
 from worker import pipeline, service, store
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
-from worker.models import Batch, BatchStatus, Result
+from worker.models import Batch, BatchStatus, Document, Result
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
@@ -55,10 +56,11 @@ def test_scores_threshold_top_k_and_raw_scores(session: Session, reranker: Reran
 
 def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, documents=5)
-    batches = pipeline.plan_job(session, job_id, 4)
-    assert pipeline.plan_job(session, job_id, 4) == batches  # a re-delivered plan task plans nothing new
+    batches = pipeline.plan_job(session, job_id, limits(4, window=10))
+    assert len(batches) == 3
+    assert pipeline.plan_job(session, job_id, limits(4, window=10)) == batches  # re-delivered: nothing new
     for batch_id in batches + batches:  # every batch delivered twice
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=128)
+        pipeline.score_batch(session, batch_id, reranker, limits())
     store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
@@ -69,12 +71,12 @@ def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Rera
 
 def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=4)
-    first, second = pipeline.plan_job(session, job_id, 2)
+    first, second = pipeline.plan_job(session, job_id, limits(2))
     for _ in range(3):  # three deliveries that died mid-batch (claimed, never finished)
         store.claim_batch(session, first)
         session.commit()
-    assert pipeline.score_batch(session, first, reranker, max_attempts=3, max_windows=128) is None
-    assert pipeline.score_batch(session, second, reranker, max_attempts=3, max_windows=128) == job_id
+    assert pipeline.score_batch(session, first, reranker, limits()) == pipeline.Followups([], None)
+    assert pipeline.score_batch(session, second, reranker, limits()).finalize == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
     assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 2, 2)
@@ -86,8 +88,8 @@ def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reran
 
 def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=2)
-    (batch,) = pipeline.plan_job(session, job_id, 10)
-    assert pipeline.score_batch(session, batch, reranker, max_attempts=0, max_windows=128) == job_id
+    (batch,) = pipeline.plan_job(session, job_id, limits(10))
+    assert pipeline.score_batch(session, batch, reranker, limits(max_attempts=0)).finalize == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id)
     assert job["status"] == "failed" and "every batch failed" in job["error"]
@@ -95,11 +97,12 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
 
 def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=6)
-    first, *rest = pipeline.plan_job(session, job_id, 2)
-    pipeline.score_batch(session, first, reranker, max_attempts=3, max_windows=128)
+    first, *rest = pipeline.plan_job(session, job_id, limits(2, window=3))
+    assert len(rest) == 2
+    pipeline.score_batch(session, first, reranker, limits())
     assert service.cancel_job(session, job_id)["status"] == "cancelled"
     for batch_id in rest:  # batches still queued are skipped once the job is cancelled
-        pipeline.score_batch(session, batch_id, reranker, max_attempts=3, max_windows=128)
+        assert pipeline.score_batch(session, batch_id, reranker, limits()).batches == []
     assert [r["rank"] for r in results(session, job_id)] == [1, 2]
     job = service.job_status(session, job_id)
     assert job["progress"]["done"] == 2 and job["finished_at"] is not None
@@ -117,3 +120,22 @@ def test_results_wait_for_the_job_and_cursors_are_checked(session: Session, rera
     assert caught.value.field == "cursor"
     with pytest.raises(NotFound):
         service.job_status(session, "0" * 32)
+
+
+def test_planning_batches_every_pair_once_longest_first(session: Session) -> None:
+    job_id = submit(session, queries=3, documents=7)
+    pipeline.plan_job(session, job_id, limits(task_pairs=4, window=2))
+    rows = session.execute(
+        select(Batch.number, Batch.pairs, func.length(Document.text))
+        .join(Document, Document.batch_id == Batch.id)
+        .where(Batch.job_id == job_id)
+        .order_by(Batch.number)
+    ).all()
+    assert len(rows) == 21  # every pair in exactly one batch
+    sizes = {number: pairs for number, pairs, _ in rows}
+    assert sorted(sizes) == list(range(6)) and all(1 <= n <= 4 for n in sizes.values())
+    assert sum(sizes.values()) == 21
+    by_batch = [[length for number, _, length in rows if number == n] for n in sorted(sizes)]
+    assert all(min(a) >= max(b) for a, b in itertools.pairwise(by_batch))  # longest first
+    queued = session.scalars(select(Batch.status).where(Batch.job_id == job_id).order_by(Batch.number)).all()
+    assert queued == ["queued", "queued"] + ["pending"] * 4  # only the window is on the queue

@@ -1,10 +1,9 @@
-"""Token-budget batching and job planning: every pair lands in exactly one batch, within budget."""
+"""Token-budget batching: every pair lands in exactly one batch, within budget."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.engine.batching import token_budget_batches
-from worker.planner import plan_batches
 
 lengths = st.lists(st.integers(min_value=1, max_value=2048), max_size=300)
 
@@ -27,18 +26,3 @@ def test_batches_are_length_sorted_longest_first(sizes: list[int]) -> None:
 def test_short_pairs_share_a_batch_long_ones_do_not() -> None:
     assert token_budget_batches([10, 10, 10, 10], 40) == [[0, 1, 2, 3]]
     assert token_budget_batches([500, 10, 10], 512) == [[0], [1, 2]]
-
-
-@given(
-    st.lists(st.tuples(st.integers(), st.integers(min_value=0, max_value=10**6)), unique_by=lambda x: x[0]),
-    st.integers(min_value=1, max_value=50),
-)
-def test_plan_covers_every_pair_in_bounded_length_sorted_batches(
-    pairs: list[tuple[int, int]], size: int
-) -> None:
-    batches = plan_batches(pairs, size)
-    assert sorted(i for batch in batches for i in batch) == sorted(i for i, _ in pairs)
-    assert all(1 <= len(batch) <= size for batch in batches)
-    length = dict(pairs)
-    flat = [length[i] for batch in batches for i in batch]
-    assert flat == sorted(flat, reverse=True)

@@ -1,0 +1,71 @@
+"""/v1/collections: upload a knowledge base once (JSONL, streamed), look at it, delete it."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api import deps
+from api.schemas import CollectionOut, ErrorOut
+from api.streams import file_chunks, numbered_lines
+from worker import collection
+from worker.config import Settings
+from worker.errors import InvalidInput
+from worker.uploads import CollectionUpload
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+DbSession = Annotated[Session, Depends(deps.session)]
+errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 413, 422)}
+BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": '{"id", "text", "metadata"?} per line'}
+            },
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        }
+    }
+}
+
+
+@router.post("", status_code=201, response_model=CollectionOut, responses=errors, openapi_extra=BODY)
+async def upload_collection(
+    request: Request,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    name: Annotated[str | None, Query(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Store a JSONL stream of documents (a raw body, or a multipart `file`) in bounded memory;
+    bad lines are reported by line number and skipped, the good ones kept."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise InvalidInput("a multipart upload needs a `file` part", field="file")
+        chunks = file_chunks(file)
+    else:
+        chunks = request.stream()
+    upload = await run_in_threadpool(CollectionUpload, session, name)
+    try:
+        async for lines in numbered_lines(chunks, settings.max_request_bytes):
+            await run_in_threadpool(upload.add, lines)
+        return await run_in_threadpool(upload.finish)
+    except BaseException:
+        await run_in_threadpool(session.rollback)
+        raise
+
+
+@router.get("/{collection_id}", response_model=CollectionOut, responses=errors)
+def get_collection(collection_id: str, session: DbSession) -> dict[str, Any]:
+    """Documents stored and the lines that were rejected."""
+    return collection.view(collection.get(session, collection_id))
+
+
+@router.delete("/{collection_id}", status_code=204, responses=errors)
+def delete_collection(collection_id: str, session: DbSession) -> None:
+    """Delete a collection that no job refers to (409 otherwise)."""
+    collection.remove(session, collection_id)

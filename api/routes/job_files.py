@@ -1,0 +1,75 @@
+"""POST /v1/jobs with a JSONL body (`application/x-ndjson`): the job file format of `rerankq
+submit`, one query with its documents per line, streamed into the database as it arrives. Options
+and priority travel as query parameters."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+from starlette.types import Scope
+
+from api import deps
+from api.schemas import JobOut
+from api.streams import numbered_lines
+from worker import service
+from worker.config import Settings
+from worker.models import Priority
+from worker.spec import JobOptions
+from worker.uploads import JobUpload
+
+NDJSON = "application/x-ndjson"
+
+
+def content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
+
+
+class JsonLinesRoute(APIRoute):
+    """A route that matches JSONL bodies only, so the same path serves JSON by another route."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match == Match.FULL and content_type(scope) != NDJSON:
+            return Match.NONE, {}
+        return match, child
+
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=JsonLinesRoute)
+
+
+def _options(raw: str | None) -> JobOptions:
+    try:
+        return JobOptions.model_validate_json(raw) if raw else JobOptions()
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("options", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from error
+
+
+@router.post("", status_code=202, response_model=JobOut, include_in_schema=False)
+async def submit_job_file(
+    request: Request,
+    session: Annotated[Session, Depends(deps.session)],
+    settings: Annotated[Settings, Depends(deps.settings)],
+    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    options: str | None = None,
+    priority: Priority | None = None,
+) -> dict[str, Any]:
+    """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
+    upload = await run_in_threadpool(JobUpload, session, _options(options), settings.model, priority)
+    try:
+        async for lines in numbered_lines(request.stream(), settings.max_request_bytes):
+            await run_in_threadpool(upload.add, lines)
+        job_id = await run_in_threadpool(upload.finish, service.resolve_priority)
+    except BaseException:
+        await run_in_threadpool(session.rollback)
+        raise
+    return await run_in_threadpool(service.start_job, session, job_id, enqueue)

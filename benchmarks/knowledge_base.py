@@ -1,0 +1,228 @@
+"""An overnight knowledge-base job end to end on PostgreSQL, with real servers: upload a collection
+(streamed JSONL), rerank every query against every document, export the results (streamed), and
+while it runs submit a small high-priority job. Prints the time of each stage, the API process's
+peak memory (VmHWM) after ingest and after export, and the bytes each stored row takes.
+
+    python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
+
+It creates (and drops) the database `rerankq_bench` on the PostgreSQL server of --postgres."""
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from benchmarks.common import ROOT, make_pairs
+
+DATABASE = "rerankq_bench"
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (Linux VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def fresh_database(server: str) -> str:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DATABASE}")
+    return f"{server}/{DATABASE}".replace("postgresql://", "postgresql+psycopg://")
+
+
+def collection_lines(count: int) -> Iterator[bytes]:
+    """`count` knowledge-base passages (10-250 words, a quarter Chinese), generated as they are sent."""
+    texts = [document for _, document in make_pairs(2000, seed=1)]
+    rng = random.Random(2)
+    for i in range(count):
+        line = {"id": f"kb-{i}", "text": rng.choice(texts), "metadata": {"source": "bench", "n": i}}
+        yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+
+
+def in_chunks(lines: Iterator[bytes], size: int = 1 << 16) -> Iterator[bytes]:
+    buffer = bytearray()
+    for line in lines:
+        buffer += line
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def wait_until(api: httpx.Client, job_id: str, report: bool = True) -> dict[str, Any]:
+    while True:
+        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        if report:
+            progress = job["progress"]
+            rate, eta = progress["pairs_per_second"], progress["eta_seconds"]
+            print(
+                f"  {job['status']}: {progress['done']}/{progress['total']} pairs"
+                + (f", {rate:.0f} pairs/s, eta {eta:.0f}s" if rate else ""),
+                file=sys.stderr,
+            )
+        time.sleep(5 if report else 0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--documents", type=int, default=200_000)
+    parser.add_argument("--queries", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="CPU worker processes")
+    parser.add_argument("--model", default=str(ROOT / ".models" / "tiny"), help="built if missing")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+
+    rerankq = [sys.executable, "-m", "worker.cli"]
+    if not Path(args.model).exists():
+        subprocess.run([*rerankq, "build-test-model", args.model], check=True)
+    env = {
+        **os.environ,
+        "RERANK_DATABASE_URL": fresh_database(args.postgres),
+        "RERANK_BROKER_URL": args.redis,
+        "RERANK_MODEL": args.model,
+        "RERANK_QUEUE": f"bench-{os.getpid()}",
+    }
+    subprocess.run([*rerankq, "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
+    servers = [
+        subprocess.Popen([*rerankq, "api", "--port", str(port)], env=env, stderr=(logs / "api.log").open("w"))
+    ]
+    servers += [
+        subprocess.Popen(
+            [*rerankq, "worker", "--device", "cpu", "--loglevel", "warning"],
+            env={**env, "OMP_NUM_THREADS": "1"},
+            stderr=(logs / f"worker{i}.log").open("w"),
+        )
+        for i in range(args.workers)
+    ]
+    rows: list[tuple[str, str]] = []
+    try:
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        while True:
+            try:
+                api.get("/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+
+        started = time.perf_counter()
+        upload = api.post(
+            "/v1/collections",
+            content=in_chunks(collection_lines(args.documents)),
+            headers={"content-type": "application/x-ndjson"},
+            params={"name": "bench"},
+        )
+        upload.raise_for_status()
+        kb = upload.json()
+        ingest = time.perf_counter() - started
+        rows.append(
+            ("ingest", f"{kb['documents']:,} documents in {ingest:.1f} s ({kb['documents'] / ingest:,.0f}/s)")
+        )
+        rows.append(("API peak RSS after ingest", f"{peak_rss_mb(servers[0].pid):.0f} MB"))
+
+        queries = [
+            {"id": f"q{i}", "text": query} for i, (query, _) in enumerate(make_pairs(args.queries, seed=3))
+        ]
+        started = time.perf_counter()
+        job = api.post("/v1/jobs", json={"collection": kb["id"], "queries": queries}).json()
+        rows.append(("submit", f"{job['progress']['total']:,} pairs, priority {job['priority']}"))
+        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["done"] < 1000:
+            time.sleep(0.5)
+        planned = api.get(f"/v1/jobs/{job['id']}").json()
+        small = {
+            "queries": [
+                {
+                    "id": "hot",
+                    "text": queries[0]["text"],
+                    "documents": [
+                        {"id": f"d{i}", "text": document}
+                        for i, (_, document) in enumerate(make_pairs(20, seed=4))
+                    ],
+                }
+            ],
+            "priority": "high",
+        }
+        sent = time.perf_counter()
+        hot = api.post("/v1/jobs", json=small).json()
+        wait_until(api, hot["id"], report=False)
+        overtake = time.perf_counter() - sent
+        done = wait_until(api, job["id"])
+        total = time.perf_counter() - started
+        scored = done["progress"]["done"]
+        rows.append(
+            (
+                "plan (expand pairs, batch them)",
+                f"until first results: {_seconds(planned, 'created_at', 'started_at'):.1f} s",
+            )
+        )
+        rows.append(
+            (
+                "score",
+                f"{scored:,} pairs in {total:.0f} s ({scored / total:,.0f} pairs/s, {args.workers} workers)",
+            )
+        )
+        rows.append(
+            ("20-pair high-priority job during the run", f"completed {overtake:.1f} s after submission")
+        )
+
+        started = time.perf_counter()
+        count = 0
+        with api.stream("GET", f"/v1/jobs/{job['id']}/results.jsonl") as response:
+            response.raise_for_status()
+            for _ in response.iter_lines():
+                count += 1
+        export = time.perf_counter() - started
+        rows.append(
+            ("export results.jsonl", f"{count:,} rows in {export:.1f} s ({count / export:,.0f} rows/s)")
+        )
+        rows.append(("API peak RSS after export", f"{peak_rss_mb(servers[0].pid):.0f} MB"))
+
+        with psycopg.connect(f"{args.postgres}/{DATABASE}") as db:
+            for table in ("results", "documents", "collection_documents"):
+                size, n = db.execute(
+                    f"SELECT pg_total_relation_size('{table}'), count(*) FROM {table}"
+                ).fetchone()
+                rows.append((f"{table} (with indexes)", f"{size / n:.0f} bytes/row over {n:,} rows"))
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(30)
+    print("\n| stage | measured |\n| --- | --- |")
+    for stage, value in rows:
+        print(f"| {stage} | {value} |")
+
+
+def _seconds(job: dict[str, Any], start: str, end: str) -> float:
+    return (datetime.fromisoformat(job[end]) - datetime.fromisoformat(job[start])).total_seconds()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Collections and streamed uploads through the HTTP API with a real worker, on SQLite and
+PostgreSQL: per-line errors keep the good lines, jobs reference documents stored once, a JSONL job
+streams in, and nothing half-uploaded is kept."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, select
+
+from tests.integration.helpers import wait_for
+from worker.models import CollectionDocument, Document
+
+NDJSON = {"content-type": "application/x-ndjson"}
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def document_lines(count: int) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "id": f"kb-{i}",
+                "text": f"article {i} on dropping rows with missing values",
+                "metadata": {"i": i},
+            }
+        )
+        for i in range(count)
+    ]
+
+
+def upload(client: TestClient, lines: list[str], **params: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/collections", content="\n".join(lines).encode(), headers=NDJSON, params=params
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_upload_reports_bad_lines_and_keeps_the_good_ones(client: TestClient) -> None:
+    lines = document_lines(1500)  # more than one chunk of lines, so duplicates span chunks
+    lines[9] = "{not json"
+    lines[99] = json.dumps({"id": "x", "text": 5})
+    lines[1299] = json.dumps({"id": "kb-4", "text": "a second kb-4"})
+    lines[1300] = ""
+    body = upload(client, lines, name="faq")
+    assert body["name"] == "faq" and body["documents"] == 1496 and body["error_count"] == 3
+    assert [(e["line"], e["field"]) for e in body["errors"]] == [(10, None), (100, "text"), (1300, None)]
+    assert "duplicate id 'kb-4'" in body["errors"][2]["error"]
+    assert client.get(f"/v1/collections/{body['id']}").json() == body
+
+    multipart = client.post(
+        "/v1/collections", files={"file": ("kb.jsonl", "\n".join(document_lines(3)).encode())}
+    )
+    assert multipart.status_code == 201 and multipart.json()["documents"] == 3
+
+
+def test_jobs_over_a_collection_store_each_text_once(client: TestClient, db_url: str) -> None:
+    kb = upload(client, document_lines(30))
+    job = {
+        "collection": kb["id"],
+        "queries": [
+            {"id": "all", "text": "how do I drop rows with NaN?"},
+            {"id": "some", "text": "missing values", "document_ids": ["kb-3", "kb-7", "kb-11"]},
+        ],
+        "options": {"top_k": 5},
+    }
+    accepted = client.post("/v1/jobs", json=job)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["progress"]["total"] == 33 and accepted.json()["collection"] == kb["id"]
+    done = wait_for(client, accepted.json()["id"])
+    assert done["status"] == "completed" and done["progress"]["done"] == 33
+    rows = client.get(f"/v1/jobs/{done['id']}/results", params={"limit": 100}).json()["results"]
+    assert [(r["query_id"], r["rank"]) for r in rows] == [("all", r) for r in range(1, 6)] + [
+        ("some", r) for r in range(1, 4)
+    ]
+    assert {r["document_id"] for r in rows if r["query_id"] == "some"} == {"kb-3", "kb-7", "kb-11"}
+    assert all(r["best_chunk"]["text"].startswith("article ") for r in rows)
+
+    engine = create_engine(db_url)
+    with engine.connect() as db:
+        texts = db.scalar(select(func.count()).where(CollectionDocument.collection_id == kb["id"]))
+        pairs = db.scalar(select(func.count()).where(Document.job_id == done["id"], Document.text.is_(None)))
+    engine.dispose()
+    assert (texts, pairs) == (30, 33)  # 30 texts stored once, 33 pairs pointing at them
+
+    assert client.delete(f"/v1/collections/{kb['id']}").status_code == 409  # a job refers to it
+    unused = upload(client, document_lines(2))
+    assert client.delete(f"/v1/collections/{unused['id']}").status_code == 204
+    assert client.get(f"/v1/collections/{unused['id']}").status_code == 404
+
+
+def test_collection_job_errors_name_the_field(client: TestClient) -> None:
+    kb = upload(client, document_lines(3))
+    missing = client.post("/v1/jobs", json={"collection": "nope", "queries": [{"id": "q", "text": "x"}]})
+    assert missing.status_code == 404 and missing.json()["field"] == "collection"
+    unknown = client.post(
+        "/v1/jobs",
+        json={
+            "collection": kb["id"],
+            "queries": [{"id": "q", "text": "x", "document_ids": ["kb-1", "kb-9"]}],
+        },
+    )
+    assert unknown.status_code == 422 and unknown.json()["field"] == "queries.0.document_ids"
+    assert "'kb-9'" in unknown.json()["error"]
+    mixed = client.post(
+        "/v1/jobs", json={"collection": kb["id"], "queries": [{"id": "q", "text": "x", "documents": []}]}
+    )
+    assert mixed.status_code == 422 and mixed.json()["field"] == "queries.0.documents"
+
+
+def test_a_jsonl_job_streams_in_and_a_bad_line_keeps_nothing(client: TestClient) -> None:
+    body = (EXAMPLES / "pandas_en.jsonl").read_bytes()
+    expected = sum(len(json.loads(line)["documents"]) for line in body.splitlines() if line.strip())
+    options = json.dumps({"top_k": 3, "chunking": {"enabled": False}})
+    accepted = client.post(
+        "/v1/jobs", content=body, headers=NDJSON, params={"options": options, "priority": "high"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert job["priority"] == "high" and job["options"]["top_k"] == 3 and job["progress"]["total"] == expected
+    assert wait_for(client, job["id"])["status"] == "completed"
+
+    before = client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]
+    bad = body + b'{"id": "q9", "text": "x", "documents": [{"id": "d", "text": 7}]}\n'
+    refused = client.post("/v1/jobs", content=bad, headers=NDJSON)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "documents.0.text" and refused.json()["error"].startswith("line 3:")
+    duplicate = client.post("/v1/jobs", content=body + body, headers=NDJSON)
+    assert duplicate.status_code == 422 and "duplicate query id" in duplicate.json()["error"]
+    wrong_option = client.post("/v1/jobs", content=body, headers=NDJSON, params={"options": '{"top_k": 0}'})
+    assert wrong_option.status_code == 422 and wrong_option.json()["field"] == "options.top_k"
+    assert client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"] == before

@@ -1,0 +1,83 @@
+"""Collections: a knowledge base uploaded once as JSONL and reranked against by reference. Their
+documents' text is stored once, however many queries and jobs read it."""
+
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from worker.errors import Conflict, InvalidInput, NotFound
+from worker.models import Collection, CollectionDocument, Job, Query
+from worker.spec import CollectionJobSpec
+
+
+def view(collection: Collection) -> dict[str, Any]:
+    created = collection.created_at
+    return {
+        "id": collection.id,
+        "name": collection.name,
+        "documents": collection.documents,
+        "error_count": collection.error_count,
+        "errors": collection.errors,
+        "created_at": created.replace(tzinfo=UTC) if created.tzinfo is None else created,
+    }
+
+
+def get(session: Session, collection_id: str) -> Collection:
+    collection = session.get(Collection, collection_id)
+    if collection is None:
+        raise NotFound(f"no collection with id {collection_id!r}", field="collection")
+    return collection
+
+
+def remove(session: Session, collection_id: str) -> None:
+    """Delete a collection no job refers to (a job's results point at its documents)."""
+    get(session, collection_id)
+    jobs = session.scalar(select(func.count()).select_from(Job).where(Job.collection_id == collection_id))
+    if jobs:
+        raise Conflict(f"collection {collection_id} is used by {jobs} job(s)", field="collection")
+    session.execute(delete(CollectionDocument).where(CollectionDocument.collection_id == collection_id))
+    session.execute(delete(Collection).where(Collection.id == collection_id))
+    session.commit()
+
+
+def pair_count(session: Session, spec: CollectionJobSpec) -> int:
+    """How many pairs a collection job has; unknown collection or document ids are errors that
+    name the query."""
+    collection = get(session, spec.collection)
+    total = 0
+    for index, query in enumerate(spec.queries):
+        if query.document_ids is None:
+            total += collection.documents
+            continue
+        found = _existing(session, collection.id, query.document_ids)
+        missing = [i for i in query.document_ids if i not in found]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            raise InvalidInput(
+                f"{len(missing)} document id(s) not in collection {collection.id}: {shown}",
+                field=f"queries.{index}.document_ids",
+            )
+        total += len(query.document_ids)
+    return total
+
+
+def _existing(session: Session, collection_id: str, ids: list[str], chunk: int = 1000) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), chunk):
+        stmt = select(CollectionDocument.client_id).where(
+            CollectionDocument.collection_id == collection_id,
+            CollectionDocument.client_id.in_(ids[start : start + chunk]),
+        )
+        found.update(session.scalars(stmt))
+    return found
+
+
+def add_queries(session: Session, job_id: str, spec: CollectionJobSpec) -> None:
+    """A collection job's queries; their pairs are expanded in the database when it is planned."""
+    rows = [
+        {"job_id": job_id, "client_id": q.id, "text": q.text, "position": i, "document_ids": q.document_ids}
+        for i, q in enumerate(spec.queries)
+    ]
+    session.execute(insert(Query), rows)

@@ -1,0 +1,126 @@
+"""Streamed uploads, a chunk of lines at a time so memory stays bounded whatever the size:
+a collection's documents (bad lines reported and skipped) and a job file (a bad line rejects the
+job, nothing of it is kept)."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import uuid4
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from worker import collection, store
+from worker.errors import InvalidInput
+from worker.models import Collection, CollectionDocument, Priority
+from worker.spec import DocumentSpec, JobOptions, QuerySpec
+
+KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
+Line = tuple[int, bytes]  # (line number, raw line)
+
+
+def line_error(number: int, error: ValidationError | str) -> dict[str, Any]:
+    """One rejected line: its number, the field at fault and why."""
+    if isinstance(error, str):
+        return {"line": number, "field": None, "error": error}
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return {"line": number, "field": field, "error": first["msg"]}
+
+
+class CollectionUpload:
+    """A collection being uploaded, a chunk of lines at a time: good lines are stored, bad ones
+    are reported by line number and skipped; memory stays bounded by the chunk."""
+
+    def __init__(self, session: Session, name: str | None) -> None:
+        self.session = session
+        self.collection = Collection(id=uuid4().hex, name=name, documents=0, error_count=0, errors=[])
+        self.errors: list[dict[str, Any]] = []
+        session.add(self.collection)
+        session.flush()
+
+    def add(self, lines: Sequence[Line]) -> None:
+        rows: dict[str, dict[str, Any]] = {}
+        for number, raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                document = DocumentSpec.model_validate_json(raw)
+            except ValidationError as error:
+                self._reject(line_error(number, error))
+                continue
+            if document.id in rows:
+                self._reject(
+                    line_error(number, f"duplicate id '{document.id}' (line {rows[document.id]['position']})")
+                )
+                continue
+            rows[document.id] = {
+                "collection_id": self.collection.id,
+                "client_id": document.id,
+                "text": document.text,
+                "meta": document.metadata,
+                "position": number,
+            }
+        if rows:
+            stored = set(self._insert_new(list(rows.values())))
+            for client_id, row in rows.items():
+                if client_id not in stored:
+                    self._reject(line_error(row["position"], f"duplicate id '{client_id}' (an earlier line)"))
+            self.collection.documents += len(stored)
+
+    def _insert_new(self, rows: list[dict[str, Any]]) -> Sequence[str]:
+        stmt = store.dialect_insert(self.session, CollectionDocument).values(rows).on_conflict_do_nothing()
+        return self.session.scalars(stmt.returning(CollectionDocument.client_id)).all()
+
+    def _reject(self, error: dict[str, Any]) -> None:
+        self.collection.error_count += 1
+        if len(self.errors) < KEPT_ERRORS:
+            self.errors.append(error)
+
+    def finish(self) -> dict[str, Any]:
+        self.collection.errors = self.errors
+        self.session.commit()
+        return collection.view(self.collection)
+
+
+class JobUpload:
+    """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
+    format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
+
+    def __init__(self, session: Session, options: JobOptions, model: str, priority: Priority | None) -> None:
+        self.session = session
+        self.priority = priority
+        self.query_ids: dict[str, int] = {}
+        self.pairs = 0
+        self.job = store.new_job(session, model, options, priority or Priority.normal, 0)
+        session.flush()
+
+    def add(self, lines: Sequence[Line]) -> None:
+        queries = []
+        for number, raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                query = QuerySpec.model_validate_json(raw)
+            except ValidationError as error:
+                found = line_error(number, error)
+                raise InvalidInput(
+                    f"line {number}: {found['field']}: {found['error']}", field=found["field"]
+                ) from error
+            if query.id in self.query_ids:
+                raise InvalidInput(
+                    f"line {number}: duplicate query id '{query.id}' (line {self.query_ids[query.id]})",
+                    field="id",
+                )
+            self.query_ids[query.id] = number
+            queries.append(query)
+        self.pairs += store.add_queries(
+            self.session, self.job.id, queries, first=len(self.query_ids) - len(queries)
+        )
+
+    def finish(self, resolve_priority: Callable[[Priority | None, int], Priority]) -> str:
+        if not self.query_ids:
+            raise InvalidInput("the job file has no queries", field="queries")
+        self.job.total_pairs = self.pairs
+        self.job.priority = resolve_priority(self.priority, self.pairs)
+        self.session.commit()
+        return self.job.id
