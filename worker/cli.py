@@ -5,11 +5,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from worker.config import get_settings
@@ -90,15 +92,21 @@ def _options(
     threshold: float | None, top_k: int | None, max_length: int | None, chunking: bool, clean_html: bool
 ) -> JobOptions:
     given = {"threshold": threshold, "top_k": top_k, "max_length": max_length}
-    return JobOptions.model_validate(
-        {
-            **{k: v for k, v in given.items() if v is not None},
-            "chunking": {"enabled": chunking},
-            "clean_html": clean_html,
-        }
-    )
+    try:
+        return JobOptions.model_validate(
+            {
+                **{k: v for k, v in given.items() if v is not None},
+                "chunking": {"enabled": chunking},
+                "clean_html": clean_html,
+            }
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}")
 
 
+NDJSON = {"content-type": "application/x-ndjson"}
+ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 Threshold = Annotated[float | None, typer.Option(help="Relevant when score > threshold (default 0.5).")]
 TopK = Annotated[int | None, typer.Option(help="Results kept per query.")]
 MaxLength = Annotated[int | None, typer.Option(help="Tokens per pair (default 1024).")]
@@ -106,15 +114,6 @@ Chunking = Annotated[
     bool, typer.Option(help="Read long documents as overlapping windows (--no-chunking: truncate them).")
 ]
 CleanHtml = Annotated[bool, typer.Option(help="Strip HTML tags, comments and control characters first.")]
-
-
-def _load(path: Path, options: JobOptions) -> Any:
-    from worker.jobfile import read_job_file
-
-    try:
-        return read_job_file(path, options)
-    except RerankError as error:
-        fail(error.message)
 
 
 def _unreachable(url: str, error: httpx.TransportError) -> NoReturn:
@@ -156,7 +155,7 @@ def _follow(api_url: str, job_id: str) -> dict[str, Any]:
 
 @app.command()
 def submit(
-    file: Path,
+    file: ExistingFile,
     api_url: ApiUrl = DEFAULT_API,
     wait: Annotated[bool, typer.Option(help="Show progress until the job finishes.")] = False,
     threshold: Threshold = None,
@@ -164,14 +163,41 @@ def submit(
     max_length: MaxLength = None,
     chunking: Chunking = True,
     clean_html: CleanHtml = True,
+    priority: Annotated[
+        str | None, typer.Option(help="high | normal | low (default: by size, see RERANK_LOW_PRIORITY_PAIRS)")
+    ] = None,
 ) -> None:
-    """Submit a JSONL job file (one query with its documents per line); prints the job id."""
-    spec = _load(file, _options(threshold, top_k, max_length, chunking, clean_html))
-    job = _request("POST", f"{api_url}/v1/jobs", json=spec.model_dump(mode="json"))
+    """Submit a JSONL job file (one query with its documents per line), streamed, so its size does
+    not matter; prints the job id. A bad line is named by the API and nothing is kept."""
+    options = _options(threshold, top_k, max_length, chunking, clean_html)
+    params = {"options": options.model_dump_json(), **({"priority": priority} if priority else {})}
+    job = _request("POST", f"{api_url}/v1/jobs", content=_blocks(file), headers=NDJSON, params=params)
     typer.echo(job["id"])
     if wait:
         job = _follow(api_url, job["id"])
         typer.echo(f"job {job['id']} {job['status']}", err=True)
+
+
+@app.command("upload-collection")
+def upload_collection(
+    file: ExistingFile,
+    name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """Upload a knowledge base (JSONL: {"id", "text", "metadata"?} per line), streamed; prints the
+    collection as JSON (its id, counts and the lines that were rejected)."""
+    params = {"name": name} if name else {}
+    collection = _request(
+        "POST", f"{api_url}/v1/collections", content=_blocks(file), headers=NDJSON, params=params
+    )
+    typer.echo(json.dumps(collection, indent=2))
+
+
+def _blocks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
+    """A file read a block at a time, for a streamed upload."""
+    with path.open("rb") as file:
+        while block := file.read(size):
+            yield block
 
 
 @app.command()

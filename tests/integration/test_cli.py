@@ -118,3 +118,24 @@ def test_submit_wait_status_results(api_server: tuple[str, dict[str, str]], tmp_
     ]
     missing = rerankq("status", "no-such-job", env=env)
     assert missing.returncode == 1 and "error 404" in missing.stderr
+
+
+def test_submit_streams_and_names_a_bad_line_upload_collection(
+    api_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = api_server
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"id": "q1", "text": "x", "documents": [{"id": "d", "text": "y"}]}\n{"id": "q2", "text": ""}\n'
+    )
+    refused = rerankq("submit", str(bad), "--priority", "high", env=env)
+    assert refused.returncode == 1 and "line 2: text" in refused.stderr
+    assert rerankq("submit", str(bad), "--threshold", "2", env=env).stderr.startswith("rerankq: --threshold")
+
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text('{"id": "a", "text": "alpha"}\n{"id": "b"}\n{"id": "c", "text": "gamma"}\n')
+    uploaded = rerankq("upload-collection", str(kb), "--name", "kb", env=env)
+    assert uploaded.returncode == 0, uploaded.stderr
+    collection = json.loads(uploaded.stdout)
+    assert (collection["name"], collection["documents"], collection["error_count"]) == ("kb", 2, 1)
+    assert collection["errors"][0]["line"] == 2 and collection["errors"][0]["field"] == "text"
