@@ -116,17 +116,25 @@ class JobOptions(_Strict):
     clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
 
 
-class JobSpec(_Strict):
+class _Job(_Strict):
+    """What every job has besides its queries."""
+
+    options: JobOptions = Field(default_factory=JobOptions)
+    priority: Priority | None = Field(
+        None,
+        description="high | normal | low; default normal, low for jobs over RERANK_LOW_PRIORITY_PAIRS pairs.",
+    )
+
+    @field_validator("queries", check_fields=False)
+    @classmethod
+    def _unique_queries(cls, queries: list[Any]) -> list[Any]:
+        return _unique_ids(queries, "query")
+
+
+class JobSpec(_Job):
     """A job that carries its documents: one list per query."""
 
     queries: list[QuerySpec] = Field(min_length=1)
-    options: JobOptions = Field(default_factory=JobOptions)
-    priority: Priority | None = PriorityField
-
-    @field_validator("queries")
-    @classmethod
-    def _unique_queries(cls, queries: list[QuerySpec]) -> list[QuerySpec]:
-        return _unique_ids(queries, "query")
 
 
 class CollectionQuerySpec(_Strict):
@@ -145,18 +153,11 @@ class CollectionQuerySpec(_Strict):
         return ids
 
 
-class CollectionJobSpec(_Strict):
+class CollectionJobSpec(_Job):
     """A job over an uploaded collection: documents are referenced by id, their text stored once."""
 
     collection: ClientId
     queries: list[CollectionQuerySpec] = Field(min_length=1)
-    options: JobOptions = Field(default_factory=JobOptions)
-    priority: Priority | None = PriorityField
-
-    @field_validator("queries")
-    @classmethod
-    def _unique_queries(cls, queries: list[CollectionQuerySpec]) -> list[CollectionQuerySpec]:
-        return _unique_ids(queries, "query")
 
 
 def _job_kind(body: Any) -> str:
