@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from worker.engine import Reranker, load_reranker
+from worker.engine.batching import token_budget_batches
 from worker.engine.device import resolve_device, resolve_dtype
 
 LONG_EN = " ".join(f"word{i} of a long manual page about rotating keys" for i in range(400))
@@ -65,6 +66,12 @@ def test_spans_map_tokens_to_the_text(reranker: Reranker) -> None:
     assert len(ids) == len(spans) > 5
     assert all(0 <= start <= end <= len(text) for start, end in spans)
     assert [s for s, _ in spans] == sorted(s for s, _ in spans)
+
+
+def test_a_long_pair_does_not_pad_short_ones() -> None:
+    # Within budget, but 1024-token padding would more than double the work of the short pairs.
+    assert token_budget_batches([400, 1024, 390, 400], 16384) == [[1], [0, 3, 2]]
+    assert token_budget_batches([100, 100, 100, 90], 16384, max_padding=0.02) == [[0, 1, 2], [3]]
 
 
 def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,231 @@
+"""Engine throughput: rerankq's engine against FlagEmbedding's FlagReranker and sentence-transformers'
+CrossEncoder on the same random-weight model and pairs, per dtype; ratios against the faster baseline.
+
+    python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16   # the README's table
+    python -m benchmarks.engine --quick                                 # tiny model, under a minute
+"""
+
+import argparse
+import gc
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import make_pairs, random_model
+from worker.engine import Pair, Reranker, load_reranker
+from worker.engine.device import DTYPES
+
+MAX_LENGTH = 1024
+# name: (pairs, every n-th document long); --pairs overrides the count.
+VARIANTS = {"mixed": (16, 0), "long": (8, 4)}
+BASELINES = ("FlagReranker", "CrossEncoder")
+Scorer = Callable[[list[Pair]], list[float]]
+
+
+@dataclass
+class Row:
+    shape: str
+    variant: str
+    dtype: str
+    method: str
+    seconds: float
+    pairs: int
+    tokens: int
+    flops: float
+
+
+def ours(path: Path, dtype: str, batch_tokens: int) -> tuple[Scorer, Reranker]:
+    engine = load_reranker(str(path), device="cpu", dtype=dtype, batch_tokens=batch_tokens)
+    return (lambda pairs: engine.score(pairs, max_length=MAX_LENGTH)), engine
+
+
+def flag_reranker(path: Path, dtype: str) -> Scorer:
+    """FlagReranker as its users call it (batch 128, its memory probe included), cast to `dtype`."""
+    from FlagEmbedding import FlagReranker
+
+    flag = FlagReranker(str(path), use_fp16=False, devices="cpu")
+    flag.model.to(DTYPES[dtype])
+    return lambda pairs: [float(s) for s in flag.compute_score(pairs, max_length=MAX_LENGTH)]
+
+
+def cross_encoder(path: Path, dtype: str) -> Scorer:
+    """CrossEncoder.predict with its defaults (batch 32), raw logits, weights cast to `dtype`."""
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(path), device="cpu", max_length=MAX_LENGTH, activation_fn=torch.nn.Identity())
+    model.to(DTYPES[dtype])
+    return lambda pairs: (
+        model.predict(pairs, show_progress_bar=False, convert_to_tensor=True).float().tolist()
+    )
+
+
+def pair_lengths(engine: Reranker, pairs: list[Pair]) -> list[int]:
+    """Model-input tokens of each pair, truncated as every method here truncates it."""
+    queries = engine.tokenize({q for q, _ in pairs}, engine.query_max_length(MAX_LENGTH))
+    documents = engine.tokenize({d for _, d in pairs}, MAX_LENGTH)
+    return [len(engine.pair_ids(queries[q], documents[d], MAX_LENGTH)) for q, d in pairs]
+
+
+def forward_flops(engine: Reranker, lengths: list[int]) -> float:
+    """Useful forward FLOPs: 2 per encoder weight per token, plus QK^T and AV (4 x L^2 x hidden)
+    per layer; padding is not useful work and is not counted."""
+    config = engine.model.config
+    weights = sum(p.numel() for name, p in engine.model.named_parameters() if ".layer." in name)
+    attention = 4 * config.num_hidden_layers * config.hidden_size
+    return float(sum(2 * weights * n + attention * n * n for n in lengths))
+
+
+def timed(scorer: Scorer, pairs: list[Pair], repeats: int) -> tuple[float, list[float]]:
+    """Best wall time of `repeats` runs after one warm-up on a few pairs (loading is not timed)."""
+    scorer(pairs[:4])
+    best = math.inf
+    scores: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        scores = scorer(pairs)
+        best = min(best, time.perf_counter() - started)
+    return best, scores
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's measured matmul FLOP/s in `dtype` (best of `repeats`)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def max_delta(a: list[float], b: list[float], f: Callable[[float], float] = float) -> float:
+    return max(abs(f(x) - f(y)) for x, y in zip(a, b, strict=True))
+
+
+def run_dtype(
+    path: Path, shape: str, dtype: str, jobs: dict[str, list[Pair]], args: argparse.Namespace
+) -> tuple[list[Row], dict[str, dict[str, list[float]]]]:
+    """Every method on every variant in one dtype; the scores too, for the parity checks."""
+    rows: list[Row] = []
+    scores: dict[str, dict[str, list[float]]] = {}
+    score, engine = ours(path, dtype, args.batch_tokens)
+    methods: dict[str, Callable[[], Scorer]] = {
+        "rerankq": lambda: score,
+        "FlagReranker": lambda: flag_reranker(path, dtype),
+        "CrossEncoder": lambda: cross_encoder(path, dtype),
+    }
+    for method, build in methods.items():
+        scorer = build()
+        for variant, pairs in jobs.items():
+            lengths = pair_lengths(engine, pairs)
+            seconds, scores.setdefault(method, {})[variant] = timed(scorer, pairs, args.repeats)
+            flops = forward_flops(engine, lengths)
+            rows.append(Row(shape, variant, dtype, method, seconds, len(pairs), sum(lengths), flops))
+            print(f"  {shape} {variant} {dtype} {method}: {seconds:.2f}s", flush=True)
+        del scorer
+        gc.collect()
+    return rows, scores
+
+
+def table(rows: list[Row], peaks: dict[str, float]) -> str:
+    """The markdown table: throughput, ratios to the faster baseline (same dtype, and fp32), FLOP/s."""
+
+    def baseline(row: Row, dtype: str) -> float | None:
+        key = (row.shape, row.variant, dtype)
+        times = [r.seconds for r in rows if r.method in BASELINES and (r.shape, r.variant, r.dtype) == key]
+        return min(times) if times else None
+
+    lines = [
+        "| shape | pairs | dtype | method | pairs/s | tokens/s | × baseline (same dtype) | × fp32 baseline "
+        "| useful GFLOP/s | % of matmul peak |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        same, fp32 = baseline(r, r.dtype), baseline(r, "fp32")
+        ratio = f"{same / r.seconds:.2f}" if same else "n/a"
+        ratio32 = f"{fp32 / r.seconds:.2f}" if fp32 else "n/a"
+        achieved = r.flops / r.seconds
+        lines.append(
+            f"| {r.shape} | {r.variant} ({r.pairs}, {r.tokens} tok) | {r.dtype} | {r.method} "
+            f"| {r.pairs / r.seconds:.2f} | {r.tokens / r.seconds:.0f} | {ratio} | {ratio32} "
+            f"| {achieved / 1e9:.1f} | {100 * achieved / peaks[r.dtype]:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def fidelity(shape: str, scores: dict[str, dict[str, dict[str, list[float]]]]) -> list[str]:
+    """Our fp32 against FlagReranker fp32 (raw logits), and our bf16 against our fp32 (sigmoid)."""
+    lines = []
+    for variant, ours32 in scores.get("fp32", {}).get("rerankq", {}).items():
+        flag32 = scores["fp32"]["FlagReranker"][variant]
+        lines.append(
+            f"parity {shape} {variant} fp32: max |Δ raw| rerankq vs FlagReranker = "
+            f"{max_delta(ours32, flag32):.2e}"
+        )
+        if "bf16" in scores:
+            ours16 = scores["bf16"]["rerankq"][variant]
+            lines.append(
+                f"fidelity {shape} {variant} bf16: max |Δ sigmoid| rerankq bf16 vs fp32 = "
+                f"{max_delta(ours16, ours32, sigmoid):.4f}"
+            )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shapes", nargs="+", default=["base", "v2-m3"], choices=["tiny", "base", "v2-m3"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--pairs", type=int, help="pairs per variant (default: 16 mixed, 8 long)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per method; the best counts")
+    parser.add_argument("--batch-tokens", type=int, default=16384, help="rerankq's padded-token budget")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads, all methods"
+    )
+    parser.add_argument("--cache", type=Path, default=Path(".models"), help="where the models are built")
+    parser.add_argument("--quick", action="store_true", help="tiny model, few pairs: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.shapes, args.pairs = ["tiny"], args.pairs or 8
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    peaks = {dtype: matmul_peak(DTYPES[dtype]) for dtype in args.dtypes}
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, max_length {MAX_LENGTH}; matmul peak: "
+        + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()),
+        flush=True,
+    )
+    jobs = {v: make_pairs(args.pairs or VARIANTS[v][0], VARIANTS[v][1]) for v in args.variants}
+    rows: list[Row] = []
+    checks: list[str] = []
+    for shape in args.shapes:
+        path = random_model(args.cache, shape)
+        scores = {}
+        for dtype in args.dtypes:
+            found, scores[dtype] = run_dtype(path, shape, dtype, jobs, args)
+            rows += found
+        checks += fidelity(shape, scores)
+    print(
+        "baselines run in the same dtype as rerankq (weights cast); "
+        "× baseline = the faster of FlagReranker and CrossEncoder"
+    )
+    print("\n".join(checks))
+    print(table(rows, peaks))
+
+
+if __name__ == "__main__":
+    main()
