@@ -30,3 +30,9 @@ test: install
 	$(BIN)/ruff format --check worker api migrations tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# Measurements behind the README's benchmark tables (about 40 minutes on 2 CPU cores; see benchmarks/).
+bench: install
+	$(BIN)/python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16
+	$(BIN)/python -m benchmarks.pipeline --pairs 20000
+	$(BIN)/python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2

@@ -93,16 +93,18 @@ def timed(scorer: Scorer, pairs: list[Pair], repeats: int) -> tuple[float, list[
     return best, scores
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """This machine's measured matmul FLOP/s in `dtype` (best of `repeats`)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, tokens: int = 4096, hidden: int = 1024, repeats: int = 10) -> float:
+    """This machine's measured matmul FLOP/s in `dtype`, best of `repeats`, on the shape of an
+    XLM-R large feed-forward layer (tokens x hidden @ hidden x 4 hidden): the physical limit the
+    model's own matmuls can reach."""
+    a, b = torch.randn(tokens, hidden, dtype=dtype), torch.randn(hidden, 4 * hidden, dtype=dtype)
     a @ b
     best = math.inf
     for _ in range(repeats):
         started = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
+    return 2 * tokens * hidden * 4 * hidden / best
 
 
 def sigmoid(x: float) -> float:

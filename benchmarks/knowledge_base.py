@@ -9,12 +9,8 @@ It creates (and drops) the database `rerankq_bench` on the PostgreSQL server of 
 
 import argparse
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,24 +20,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from benchmarks.common import ROOT, make_pairs
+from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.services import fresh_database, peak_rss_mb, services, wait_for
 
 DATABASE = "rerankq_bench"
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a process (Linux VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc status")
-
-
-def fresh_database(server: str) -> str:
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    return f"{server}/{DATABASE}".replace("postgresql://", "postgresql+psycopg://")
 
 
 def collection_lines(count: int) -> Iterator[bytes]:
@@ -64,26 +46,20 @@ def in_chunks(lines: Iterator[bytes], size: int = 1 << 16) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def wait_until(api: httpx.Client, job_id: str, report: bool = True) -> dict[str, Any]:
+def report_until_done(api: httpx.Client, job_id: str) -> dict[str, Any]:
+    """Poll a job every 5 s, printing its progress, until it finishes."""
     while True:
         job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
         if job["status"] in ("completed", "failed", "cancelled"):
             return job
-        if report:
-            progress = job["progress"]
-            rate, eta = progress["pairs_per_second"], progress["eta_seconds"]
-            print(
-                f"  {job['status']}: {progress['done']}/{progress['total']} pairs"
-                + (f", {rate:.0f} pairs/s, eta {eta:.0f}s" if rate else ""),
-                file=sys.stderr,
-            )
-        time.sleep(5 if report else 0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        progress = job["progress"]
+        rate, eta = progress["pairs_per_second"], progress["eta_seconds"]
+        print(
+            f"  {job['status']}: {progress['done']}/{progress['total']} pairs"
+            + (f", {rate:.0f} pairs/s, eta {eta:.0f}s" if rate else ""),
+            file=sys.stderr,
+        )
+        time.sleep(5)
 
 
 def main() -> None:
@@ -92,46 +68,19 @@ def main() -> None:
     )
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2, help="CPU worker processes")
-    parser.add_argument("--model", default=str(ROOT / ".models" / "tiny"), help="built if missing")
+    parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
 
-    rerankq = [sys.executable, "-m", "worker.cli"]
-    if not Path(args.model).exists():
-        subprocess.run([*rerankq, "build-test-model", args.model], check=True)
     env = {
-        **os.environ,
-        "RERANK_DATABASE_URL": fresh_database(args.postgres),
+        "RERANK_DATABASE_URL": fresh_database(args.postgres, DATABASE),
         "RERANK_BROKER_URL": args.redis,
-        "RERANK_MODEL": args.model,
-        "RERANK_QUEUE": f"bench-{os.getpid()}",
+        "RERANK_MODEL": str(random_model(args.cache, "tiny")),
     }
-    subprocess.run([*rerankq, "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
-    servers = [
-        subprocess.Popen([*rerankq, "api", "--port", str(port)], env=env, stderr=(logs / "api.log").open("w"))
-    ]
-    servers += [
-        subprocess.Popen(
-            [*rerankq, "worker", "--device", "cpu", "--loglevel", "warning"],
-            env={**env, "OMP_NUM_THREADS": "1"},
-            stderr=(logs / f"worker{i}.log").open("w"),
-        )
-        for i in range(args.workers)
-    ]
     rows: list[tuple[str, str]] = []
-    try:
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-        while True:
-            try:
-                api.get("/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-
+    with services(env, args.workers, worker_threads=1) as (api, api_pid):
         started = time.perf_counter()
         upload = api.post(
             "/v1/collections",
@@ -145,7 +94,7 @@ def main() -> None:
         rows.append(
             ("ingest", f"{kb['documents']:,} documents in {ingest:.1f} s ({kb['documents'] / ingest:,.0f}/s)")
         )
-        rows.append(("API peak RSS after ingest", f"{peak_rss_mb(servers[0].pid):.0f} MB"))
+        rows.append(("API peak RSS after ingest", f"{peak_rss_mb(api_pid):.0f} MB"))
 
         queries = [
             {"id": f"q{i}", "text": query} for i, (query, _) in enumerate(make_pairs(args.queries, seed=3))
@@ -156,30 +105,22 @@ def main() -> None:
         while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["done"] < 1000:
             time.sleep(0.5)
         planned = api.get(f"/v1/jobs/{job['id']}").json()
+        hot_documents = [{"id": f"d{i}", "text": text} for i, (_, text) in enumerate(make_pairs(20, seed=4))]
         small = {
-            "queries": [
-                {
-                    "id": "hot",
-                    "text": queries[0]["text"],
-                    "documents": [
-                        {"id": f"d{i}", "text": document}
-                        for i, (_, document) in enumerate(make_pairs(20, seed=4))
-                    ],
-                }
-            ],
+            "queries": [{"id": "hot", "text": queries[0]["text"], "documents": hot_documents}],
             "priority": "high",
         }
         sent = time.perf_counter()
         hot = api.post("/v1/jobs", json=small).json()
-        wait_until(api, hot["id"], report=False)
+        wait_for(api, hot["id"], every=0.1)
         overtake = time.perf_counter() - sent
-        done = wait_until(api, job["id"])
+        done = report_until_done(api, job["id"])
         total = time.perf_counter() - started
         scored = done["progress"]["done"]
         rows.append(
             (
-                "plan (expand pairs, batch them)",
-                f"until first results: {_seconds(planned, 'created_at', 'started_at'):.1f} s",
+                "plan (expand pairs, number them into batches)",
+                f"{_seconds(planned, 'created_at', 'started_at'):.1f} s",
             )
         )
         rows.append(
@@ -202,19 +143,14 @@ def main() -> None:
         rows.append(
             ("export results.jsonl", f"{count:,} rows in {export:.1f} s ({count / export:,.0f} rows/s)")
         )
-        rows.append(("API peak RSS after export", f"{peak_rss_mb(servers[0].pid):.0f} MB"))
+        rows.append(("API peak RSS after export", f"{peak_rss_mb(api_pid):.0f} MB"))
 
-        with psycopg.connect(f"{args.postgres}/{DATABASE}") as db:
-            for table in ("results", "documents", "collection_documents"):
-                size, n = db.execute(
-                    f"SELECT pg_total_relation_size('{table}'), count(*) FROM {table}"
-                ).fetchone()
-                rows.append((f"{table} (with indexes)", f"{size / n:.0f} bytes/row over {n:,} rows"))
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(30)
+    with psycopg.connect(f"{args.postgres}/{DATABASE}") as db:
+        for table in ("results", "documents", "collection_documents"):
+            size, n = db.execute(
+                f"SELECT pg_total_relation_size('{table}'), count(*) FROM {table}"
+            ).fetchone() or (0, 1)
+            rows.append((f"{table} (with indexes)", f"{size / n:.0f} bytes/row over {n:,} rows"))
     print("\n| stage | measured |\n| --- | --- |")
     for stage, value in rows:
         print(f"| {stage} | {value} |")

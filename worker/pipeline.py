@@ -18,6 +18,7 @@ from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
 
 log = logging.getLogger(__name__)
+LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics when it is done
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,8 @@ def finalize_job(session: Session, job_id: str) -> None:
         store.transition(session, job_id, JobStatus.failed, error="every batch failed; see the worker logs")
     else:
         store.transition(session, job_id, JobStatus.completed)
+    if job.total_pairs >= LARGE_JOB_PAIRS:
+        store.refresh_statistics(session)
     session.commit()
     log.info("job %s finalized: %d scored, %d failed", job_id, job.done_pairs, job.failed_pairs)
 

@@ -305,6 +305,13 @@ def rank_results(session: Session, job_id: str) -> None:
     session.execute(_RANK_SQL, {"job_id": job_id})
 
 
+def refresh_statistics(session: Session) -> None:
+    """After a large job, let PostgreSQL's planner see the new result rows now rather than at the
+    next autovacuum: with stale statistics it reads a whole job's results for every page."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE results"))
+
+
 def results_page(
     session: Session,
     job_id: str,
@@ -315,51 +322,40 @@ def results_page(
 ) -> list[dict[str, Any]]:
     """Ranked results ordered by query (submission order: query ids ascend with it) then rank,
     after the cursor (query id, rank), with the winning window's text cut from the document.
-    The order is the (job, query, rank) index's, so a page costs the same at any depth."""
-    best_text = func.substr(_document_text(), Result.best_start + 1, Result.best_end - Result.best_start)
+    The page is picked from the (job, query, rank) index alone and only then joined, so a page
+    costs the same at any depth, whatever the planner's statistics say."""
+    picked = select(Result).where(Result.job_id == job_id, Result.rank.is_not(None))
+    if query_id is not None:
+        own = select(Query.id).where(Query.job_id == job_id, Query.client_id == query_id).scalar_subquery()
+        picked = picked.where(Result.query_id == own)
+    if top_k is not None:
+        picked = picked.where(Result.rank <= top_k)
+    if after is not None:
+        picked = picked.where(tuple_(Result.query_id, Result.rank) > tuple_(*map(literal, after)))
+    page = picked.order_by(Result.query_id, Result.rank).limit(limit).subquery()
+    best_text = func.substr(_document_text(), page.c.best_start + 1, page.c.best_end - page.c.best_start)
     stmt = (
         select(
-            Query.client_id,
-            Result.query_id,
-            Query.truncated,
-            Document.client_id,
-            Result.rank,
-            Result.raw_score,
-            Result.chunks,
-            Result.best_chunk,
-            Result.best_start,
-            Result.best_end,
-            best_text,
-            Result.windows,
+            Query.client_id.label("query_id"),
+            page.c.query_id.label("query_key"),
+            Query.truncated.label("query_truncated"),
+            Document.client_id.label("document_id"),
+            page.c.rank,
+            page.c.raw_score,
+            page.c.chunks,
+            page.c.best_chunk,
+            page.c.best_start,
+            page.c.best_end,
+            best_text.label("best_text"),
+            page.c.windows,
         )
-        .join(Query, Query.id == Result.query_id)
-        .join(Document, Document.id == Result.document_id)
+        .select_from(page)
+        .join(Query, Query.id == page.c.query_id)
+        .join(Document, Document.id == page.c.document_id)
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
-        .where(Result.job_id == job_id, Result.rank.is_not(None))
-        .order_by(Result.query_id, Result.rank)
-        .limit(limit)
+        .order_by(page.c.query_id, page.c.rank)
     )
-    if query_id is not None:
-        stmt = stmt.where(Query.client_id == query_id)
-    if top_k is not None:
-        stmt = stmt.where(Result.rank <= top_k)
-    if after is not None:
-        stmt = stmt.where(tuple_(Result.query_id, Result.rank) > tuple_(*map(literal, after)))
-    keys = (
-        "query_id",
-        "query_key",
-        "query_truncated",
-        "document_id",
-        "rank",
-        "raw_score",
-        "chunks",
-        "best_chunk",
-        "best_start",
-        "best_end",
-        "best_text",
-        "windows",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt)]
+    return [dict(row) for row in session.execute(stmt).mappings()]
 
 
 def has_query(session: Session, job_id: str, query_id: str) -> bool:

@@ -5,7 +5,7 @@ import itertools
 import math
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.integration.helpers import job_spec, limits, results, run_all, submit
@@ -139,3 +139,17 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
     assert all(min(a) >= max(b) for a, b in itertools.pairwise(by_batch))  # longest first
     queued = session.scalars(select(Batch.status).where(Batch.job_id == job_id).order_by(Batch.number)).all()
     assert queued == ["queued", "queued"] + ["pending"] * 4  # only the window is on the queue
+
+
+def test_a_large_job_refreshes_statistics_when_done(
+    session: Session, reranker: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "LARGE_JOB_PAIRS", 4)
+    job_id = submit(session, queries=1, documents=4)
+    run_all(session, job_id, reranker)
+    assert service.job_status(session, job_id)["status"] == "completed"
+    if session.get_bind().dialect.name == "postgresql":  # ANALYZE ran: the planner knows the rows
+        analyzed = session.scalar(
+            text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'results'")
+        )
+        assert analyzed is not None

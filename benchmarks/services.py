@@ -1,0 +1,88 @@
+"""Real rerankq servers for the end-to-end benchmarks: a fresh PostgreSQL database, `rerankq api`
+and CPU workers as subprocesses, stopped on exit."""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+RERANKQ = [sys.executable, "-m", "worker.cli"]
+
+
+def fresh_database(server: str, name: str) -> str:
+    """Drop and create database `name` on `server`; its SQLAlchemy URL."""
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}".replace("postgresql://", "postgresql+psycopg://")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (Linux VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def services(env: dict[str, str], workers: int, worker_threads: int) -> Iterator[tuple[httpx.Client, int]]:
+    """Migrate, start the API and `workers` CPU workers (each with `worker_threads` torch
+    threads); yield an HTTP client of the API and the API's process id."""
+    env = {**os.environ, **env, "RERANK_QUEUE": f"bench-{os.getpid()}"}
+    subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
+    port = _free_port()
+    logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
+    api = subprocess.Popen(
+        [*RERANKQ, "api", "--port", str(port)], env=env, stderr=(logs / "api.log").open("w")
+    )
+    pool = [
+        subprocess.Popen(
+            [*RERANKQ, "worker", "--device", "cpu", "--loglevel", "info"],
+            env={**env, "OMP_NUM_THREADS": str(worker_threads)},
+            stderr=(logs / f"worker{i}.log").open("w"),
+        )
+        for i in range(workers)
+    ]
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        deadline = time.monotonic() + 120
+        while not all(" ready." in (logs / f"worker{i}.log").read_text() for i in range(workers)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not ready; see {logs}")
+            time.sleep(0.2)
+        while True:
+            try:
+                client.get("/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield client, api.pid
+    finally:
+        for process in [api, *pool]:
+            process.terminate()
+        for process in [api, *pool]:
+            process.wait(30)
+
+
+def wait_for(client: httpx.Client, job_id: str, every: float = 0.2) -> dict[str, object]:
+    """Poll a job until it finishes."""
+    while True:
+        job: dict[str, object] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        time.sleep(every)
