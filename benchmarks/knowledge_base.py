@@ -125,7 +125,7 @@ def main() -> None:
         )
         rows.append(
             (
-                "score",
+                "submit -> completed (plan, score, rank)",
                 f"{scored:,} pairs in {total:.0f} s ({scored / total:,.0f} pairs/s, {args.workers} workers)",
             )
         )

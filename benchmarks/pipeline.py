@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--shape", default="tiny", help="tiny | base | v2-m3 (random weights)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, engine and worker alike")
+    parser.add_argument("--task-pairs", type=int, default=256, help="RERANK_TASK_PAIRS of the worker")
     parser.add_argument("--cache", type=Path, default=ROOT / ".models")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
@@ -62,6 +63,7 @@ def main() -> None:
         "RERANK_DATABASE_URL": fresh_database(args.postgres, "rerankq_pipeline_bench"),
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
+        "RERANK_TASK_PAIRS": str(args.task_pairs),
     }
     with services(env, workers=1, worker_threads=args.threads) as (client, _):
         started = time.perf_counter()
@@ -74,7 +76,8 @@ def main() -> None:
     print("| model | pairs | engine alone | whole pipeline (submit -> completed) | kept |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(
-        f"| random {args.shape}, fp32, {args.threads} threads | {args.pairs:,} | {alone:,.0f} pairs/s "
+        f"| random {args.shape}, fp32, {args.threads} threads, {args.task_pairs} pairs/task | {args.pairs:,} "
+        f"| {alone:,.0f} pairs/s "
         f"| {pipeline:,.0f} pairs/s ({wall:.1f} s; planning {planning:.1f} s) "
         f"| {pipeline / alone:.0%} |"
     )

@@ -47,9 +47,8 @@ def services(env: dict[str, str], workers: int, worker_threads: int) -> Iterator
     subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
     port = _free_port()
     logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
-    api = subprocess.Popen(
-        [*RERANKQ, "api", "--port", str(port)], env=env, stderr=(logs / "api.log").open("w")
-    )
+    api_log = (logs / "api.log").open("w")
+    api = subprocess.Popen([*RERANKQ, "api", "--port", str(port)], env=env, stdout=api_log, stderr=api_log)
     pool = [
         subprocess.Popen(
             [*RERANKQ, "worker", "--device", "cpu", "--loglevel", "info"],

@@ -51,7 +51,8 @@ def score_pairs(
     query_ids = reranker.tokenize(queries.values())
     cut = reranker.query_max_length(max_length)
     documents = {document: prepare(document) for _, document in pairs}  # each distinct text once
-    tokens = {document: reranker.tokenize_spans(cleaned.text) for document, cleaned in documents.items()}
+    encoded = reranker.tokenize_spans([cleaned.text for cleaned in documents.values()])
+    tokens = dict(zip(documents, encoded, strict=True))
     inputs: list[list[int]] = []
     plans = []
     for query, document in pairs:

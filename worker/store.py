@@ -239,9 +239,10 @@ def dialect_insert(session: Session, table: Any) -> Any:
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
-    stmt = dialect_insert(session, Result).values(rows)
+    # executemany with one cached statement (SQLAlchemy batches it into multi-row INSERTs)
+    stmt = dialect_insert(session, Result)
     written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
-    session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written))
+    session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
 
 
 def record_results(session: Session, batch_id: int, job_id: str, results: list[dict[str, Any]]) -> bool:

@@ -62,7 +62,7 @@ def test_pairs_are_truncated_on_the_document_side(reranker: Reranker) -> None:
 
 def test_spans_map_tokens_to_the_text(reranker: Reranker) -> None:
     text = "年假怎么计算？ Use df.dropna(subset=['a'])"
-    ids, spans = reranker.tokenize_spans(text)
+    [(ids, spans)] = reranker.tokenize_spans([text])
     assert len(ids) == len(spans) > 5
     assert all(0 <= start <= end <= len(text) for start, end in spans)
     assert [s for s, _ in spans] == sorted(s for s, _ in spans)

@@ -61,10 +61,16 @@ class Reranker:
         ids = self.tokenizer(ordered, add_special_tokens=False, verbose=False, **cut)["input_ids"]
         return dict(zip(ordered, ids, strict=True))
 
-    def tokenize_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Token ids of a whole text with each token's character span (chunking needs both)."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
+    def tokenize_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids of whole texts with each token's character span (chunking needs both), in
+        one batched call."""
+        encoded = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [
+            (ids, [(start, end) for start, end in spans])
+            for ids, spans in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        ]
 
     def document_budget(self, query_ids: Sequence[int], max_length: int) -> int:
         """How many document tokens fit beside this query in a pair of `max_length` tokens."""
