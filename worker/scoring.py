@@ -51,25 +51,36 @@ def score_pairs(
     query_ids = reranker.tokenize(queries.values())
     cut = reranker.query_max_length(max_length)
     documents = {document: prepare(document) for _, document in pairs}  # each distinct text once
-    encoded = reranker.tokenize_spans([cleaned.text for cleaned in documents.values()])
-    tokens = dict(zip(documents, encoded, strict=True))
+    tokens = reranker.tokenize(cleaned.text for cleaned in documents.values())
     inputs: list[list[int]] = []
     plans = []
     for query, document in pairs:
         full = query_ids[queries[query]]
         q_ids = full[:cut]
-        cleaned = documents[document]
-        ids, spans = tokens[document]
+        ids = tokens[documents[document].text]
         ranges = _window_ranges(
             len(ids), reranker.document_budget(q_ids, max_length), options.chunking, max_windows
         )
-        plans.append((len(inputs), ranges, cleaned, spans, len(full) > cut))
+        plans.append((len(inputs), ranges, document, len(full) > cut))
         inputs.extend(reranker.pair_ids(q_ids, ids[a:b], max_length) for a, b in ranges)
+    # Character spans are needed only where a document was cut (into windows, or truncated).
+    cut_documents = list(
+        dict.fromkeys(d for _, r, d, _ in plans if r != [(0, len(tokens[documents[d].text]))])
+    )
+    encoded = reranker.tokenize_spans([documents[d].text for d in cut_documents])
+    spans = {document: offsets for document, (_, offsets) in zip(cut_documents, encoded, strict=True)}
     raw = reranker.score_encoded(inputs)
     scored = []
-    for first, ranges, cleaned, spans, truncated in plans:
+    for first, ranges, document, truncated in plans:
+        cleaned = documents[document]
         scores = raw[first : first + len(ranges)]
-        windows = [Window(*_span(cleaned, spans, a, b), s) for (a, b), s in zip(ranges, scores, strict=True)]
+        if document in spans:
+            windows = [
+                Window(*_span(cleaned, spans[document], a, b), s)
+                for (a, b), s in zip(ranges, scores, strict=True)
+            ]
+        else:  # read whole: the window is the whole text
+            windows = [Window(*cleaned.original_span(0, len(cleaned.text)), scores[0])]
         score, best = aggregate(scores, options.chunking.aggregate)
         scored.append(ScoredDocument(score, best, windows, truncated))
     return scored

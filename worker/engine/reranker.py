@@ -57,6 +57,8 @@ class Reranker:
     def tokenize(self, texts: Iterable[str], max_length: int | None = None) -> dict[str, list[int]]:
         """Token ids (no special tokens) of each distinct text, cut to `max_length` when given."""
         ordered = list(dict.fromkeys(texts))
+        if not ordered:
+            return {}
         cut = {"truncation": True, "max_length": max_length} if max_length else {}
         ids = self.tokenizer(ordered, add_special_tokens=False, verbose=False, **cut)["input_ids"]
         return dict(zip(ordered, ids, strict=True))
@@ -64,6 +66,8 @@ class Reranker:
     def tokenize_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Token ids of whole texts with each token's character span (chunking needs both), in
         one batched call."""
+        if not texts:
+            return []
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
