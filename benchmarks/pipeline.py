@@ -77,8 +77,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     print(
         f"| random {args.shape}, fp32, {args.threads} threads, {args.task_pairs} pairs/task | {args.pairs:,} "
-        f"| {alone:,.0f} pairs/s "
-        f"| {pipeline:,.0f} pairs/s ({wall:.1f} s; planning {planning:.1f} s) "
+        f"| {alone:,.1f} pairs/s "
+        f"| {pipeline:,.1f} pairs/s ({wall:.1f} s; planning {planning:.1f} s) "
         f"| {pipeline / alone:.0%} |"
     )
 

@@ -49,14 +49,17 @@ def services(env: dict[str, str], workers: int, worker_threads: int) -> Iterator
     logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
     api_log = (logs / "api.log").open("w")
     api = subprocess.Popen([*RERANKQ, "api", "--port", str(port)], env=env, stdout=api_log, stderr=api_log)
-    pool = [
-        subprocess.Popen(
-            [*RERANKQ, "worker", "--device", "cpu", "--loglevel", "info"],
-            env={**env, "OMP_NUM_THREADS": str(worker_threads)},
-            stderr=(logs / f"worker{i}.log").open("w"),
+    pool = []
+    for i in range(workers):
+        log = (logs / f"worker{i}.log").open("w")
+        pool.append(
+            subprocess.Popen(
+                [*RERANKQ, "worker", "--device", "cpu", "--loglevel", "info"],
+                env={**env, "OMP_NUM_THREADS": str(worker_threads)},
+                stdout=log,
+                stderr=log,
+            )
         )
-        for i in range(workers)
-    ]
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
         deadline = time.monotonic() + 120
