@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Deliveries of one batch before it is marked failed.")
     max_document_chars: int = Field(200_000, ge=1, description="Longest document accepted (characters).")
     max_windows: int = Field(128, ge=1, description="Windows scored per document; later text is not read.")
-    max_request_bytes: int = Field(64 * 2**20, ge=1024, description="Largest JSON request body (413 above).")
+    max_request_bytes: int = Field(
+        64 * 2**20, ge=1024, description="Largest JSON body and JSONL line (413 above)."
+    )
     job_window: int = Field(8, ge=1, description="Batches of one job on the queue at once: jobs take turns.")
     low_priority_pairs: int = Field(
         100_000, ge=1, description="Jobs over this many pairs default to low priority."
