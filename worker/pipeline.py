@@ -39,7 +39,10 @@ class Limits:
 @dataclass(frozen=True)
 class Followups:
     """What a scored batch leaves to do: batches to put on the queue, and the job to finalize
-    when that batch was its last."""
+    when that batch was its last. The release of those batches is left uncommitted: the caller
+    enqueues them first and commits after, so a worker killed in between loses nothing (the
+    release rolls back and the re-delivered task releases them again; a batch enqueued but still
+    pending can be claimed)."""
 
     batches: list[int]
     finalize: str | None
@@ -95,9 +98,7 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
     if _all_scored(session, job_id):
         return Followups([], job_id)
     running = store.get_job(session, job_id).status == JobStatus.running
-    batches = store.release_batches(session, job_id, limits.window) if running else []
-    session.commit()
-    return Followups(batches, None)
+    return Followups(store.release_batches(session, job_id, limits.window) if running else [], None)
 
 
 def _score(
@@ -182,6 +183,7 @@ def run_job(
     while queued:
         followups = score_batch(session, queued.popleft(), reranker, limits)
         queued.extend(followups.batches)
+        session.commit()
         on_batch()
         if followups.finalize is not None:
             finalize_job(session, followups.finalize)

@@ -202,10 +202,12 @@ def open_batches(session: Session, job_id: str) -> list[int]:
 
 
 def claim_batch(session: Session, batch_id: int) -> tuple[str, int] | None:
-    """Mark a batch running and count the attempt; (job id, attempts) or None if already finished."""
+    """Mark a batch running and count the attempt; (job id, attempts) or None if already finished.
+    A pending batch can be claimed too: its task may have been enqueued by a worker that died
+    before the release committed."""
     stmt = (
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_(OPEN_BATCH))
+        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, *OPEN_BATCH]))
         .values(status=BatchStatus.running, attempts=Batch.attempts + 1)
         .returning(Batch.job_id, Batch.attempts)
     )

@@ -35,8 +35,8 @@ def score_batch(batch_id: int, priority: Priority = Priority.normal) -> None:
         followups = pipeline.score_batch(
             session, batch_id, process_reranker(), Limits.from_settings(settings)
         )
-    for next_batch in followups.batches:
-        enqueue(SCORE_TASK, next_batch, priority, priority=priority)
+        for next_batch in followups.batches:  # enqueued before the release commits (see Followups)
+            enqueue(SCORE_TASK, next_batch, priority, priority=priority)
     if followups.finalize is not None:
         enqueue(FINALIZE_TASK, followups.finalize, priority=priority)
 

@@ -153,3 +153,27 @@ def test_a_large_job_refreshes_statistics_when_done(
             text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'results'")
         )
         assert analyzed is not None
+
+
+def test_a_worker_killed_before_its_release_commits_loses_no_batch(
+    session: Session, reranker: Reranker
+) -> None:
+    job_id = submit(session, queries=1, documents=8)
+    one_at_a_time = limits(2, window=1)
+    (first,) = pipeline.plan_job(session, job_id, one_at_a_time)
+    (second,) = pipeline.score_batch(session, first, reranker, one_at_a_time).batches
+    session.rollback()  # killed after enqueueing `second`, before the release committed
+    assert session.get(Batch, second).status == BatchStatus.pending  # type: ignore[union-attr]
+    # the re-delivered task releases the same batch again ...
+    assert pipeline.score_batch(session, first, reranker, one_at_a_time).batches == [second]
+    session.rollback()
+    # ... and the task enqueued before the kill still runs it, though it is pending
+    queued = [second]
+    while queued:
+        followups = pipeline.score_batch(session, queued.pop(), reranker, one_at_a_time)
+        queued += followups.batches
+        session.commit()
+        if followups.finalize:
+            pipeline.finalize_job(session, followups.finalize)
+    job = service.job_status(session, job_id)
+    assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 8, 0)
