@@ -89,15 +89,15 @@ class Reranker:
     @torch.inference_mode()
     def score_encoded(self, encoded: Sequence[list[int]]) -> list[float]:
         """Raw logits of model inputs in input order, batched by the padded-token budget;
-        identical inputs are scored once."""
+        identical inputs are scored once. The logits stay on the device until one copy at the
+        end, so the host never waits for a batch (on a GPU, the next batch is queued meanwhile)."""
         if not encoded:
             return []
         distinct = list(dict.fromkeys(tuple(ids) for ids in encoded))
-        out = torch.empty(len(distinct), dtype=torch.float32, device=self.device)
-        for batch in token_budget_batches([len(ids) for ids in distinct], self.batch_tokens):
-            index = torch.tensor(batch, device=self.device)
-            out[index] = self._forward([distinct[i] for i in batch])
-        by_input = dict(zip(distinct, out.cpu().tolist(), strict=True))
+        batches = token_budget_batches([len(ids) for ids in distinct], self.batch_tokens)
+        logits = torch.cat([self._forward([distinct[i] for i in batch]) for batch in batches])
+        order = (distinct[i] for batch in batches for i in batch)
+        by_input = dict(zip(order, logits.cpu().tolist(), strict=True))
         return [by_input[tuple(ids)] for ids in encoded]
 
     def _forward(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
