@@ -1,8 +1,11 @@
 """Request bodies read as numbered lines, a bounded list at a time: uploads of any size pass
 through the API process without being held in memory."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, TypeVar
 
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from worker.errors import RerankError
@@ -45,3 +48,28 @@ async def file_chunks(upload: UploadFile, size: int = 1 << 16) -> AsyncIterator[
     """An uploaded file (spooled to disk by the multipart parser) read a block at a time."""
     while chunk := await upload.read(size):
         yield chunk
+
+
+Stored = TypeVar("Stored", covariant=True)
+
+
+class Upload(Protocol[Stored]):
+    """Something stored a chunk of lines at a time (worker.uploads)."""
+
+    def add(self, lines: Sequence[Line]) -> None: ...
+
+    def finish(self) -> Stored: ...
+
+
+async def store_lines(
+    upload: Upload[Stored], chunks: AsyncIterator[bytes], session: Session, max_line_bytes: int
+) -> Stored:
+    """Feed a streamed body into `upload` (database work off the event loop); on any error,
+    nothing of it is kept."""
+    try:
+        async for lines in numbered_lines(chunks, max_line_bytes):
+            await run_in_threadpool(upload.add, lines)
+        return await run_in_threadpool(upload.finish)
+    except BaseException:
+        await run_in_threadpool(session.rollback)
+        raise

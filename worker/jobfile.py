@@ -18,6 +18,20 @@ from worker.spec import JobOptions, JobSpec, QuerySpec
 RESULT_COLUMNS = ("query_id", "document_id", "rank", "raw_score", "score", "relevant")
 
 
+def line_error(number: int, error: ValidationError | str) -> dict[str, Any]:
+    """One rejected JSONL line: its number, the field at fault and why."""
+    if isinstance(error, str):
+        return {"line": number, "field": None, "error": error}
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return {"line": number, "field": field, "error": first["msg"]}
+
+
+def explain(rejected: dict[str, Any]) -> str:
+    """`field: why` of a rejected line, or `why` when no field is at fault (e.g. invalid JSON)."""
+    return f"{rejected['field']}: {rejected['error']}" if rejected["field"] else str(rejected["error"])
+
+
 def read_job_file(path: Path, options: JobOptions) -> JobSpec:
     """Parse and validate a JSONL job file; an error names the line and the field."""
     queries = []
@@ -28,9 +42,8 @@ def read_job_file(path: Path, options: JobOptions) -> JobSpec:
             try:
                 queries.append(QuerySpec.model_validate_json(line))
             except ValidationError as error:
-                first = error.errors()[0]
-                field = ".".join(str(part) for part in first["loc"])
-                raise InvalidInput(f"{path}:{number}: {field}: {first['msg']}", field=field) from error
+                found = line_error(number, error)
+                raise InvalidInput(f"{path}:{number}: {explain(found)}", field=found["field"]) from error
     try:
         return JobSpec(queries=queries, options=options)
     except ValidationError as error:

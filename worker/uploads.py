@@ -2,29 +2,21 @@
 a collection's documents (bad lines reported and skipped) and a job file (a bad line rejects the
 job, nothing of it is kept)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from worker import collection, store
+from worker import collection, service, store
 from worker.errors import InvalidInput
+from worker.jobfile import explain, line_error
 from worker.models import Collection, CollectionDocument, Priority
 from worker.spec import DocumentSpec, JobOptions, QuerySpec
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
 Line = tuple[int, bytes]  # (line number, raw line)
-
-
-def line_error(number: int, error: ValidationError | str) -> dict[str, Any]:
-    """One rejected line: its number, the field at fault and why."""
-    if isinstance(error, str):
-        return {"line": number, "field": None, "error": error}
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    return {"line": number, "field": field, "error": first["msg"]}
 
 
 class CollectionUpload:
@@ -103,9 +95,7 @@ class JobUpload:
                 query = QuerySpec.model_validate_json(raw)
             except ValidationError as error:
                 found = line_error(number, error)
-                raise InvalidInput(
-                    f"line {number}: {found['field']}: {found['error']}", field=found["field"]
-                ) from error
+                raise InvalidInput(f"line {number}: {explain(found)}", field=found["field"]) from error
             if query.id in self.query_ids:
                 raise InvalidInput(
                     f"line {number}: duplicate query id '{query.id}' (line {self.query_ids[query.id]})",
@@ -117,10 +107,10 @@ class JobUpload:
             self.session, self.job.id, queries, first=len(self.query_ids) - len(queries)
         )
 
-    def finish(self, resolve_priority: Callable[[Priority | None, int], Priority]) -> str:
+    def finish(self) -> str:
         if not self.query_ids:
             raise InvalidInput("the job file has no queries", field="queries")
         self.job.total_pairs = self.pairs
-        self.job.priority = resolve_priority(self.priority, self.pairs)
+        self.job.priority = service.resolve_priority(self.priority, self.pairs)
         self.session.commit()
         return self.job.id

@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 
 from api import deps
 from api.schemas import CollectionOut, ErrorOut
-from api.streams import file_chunks, numbered_lines
+from api.streams import file_chunks, store_lines
 from worker import collection
 from worker.config import Settings
 from worker.errors import InvalidInput
@@ -50,13 +50,7 @@ async def upload_collection(
     else:
         chunks = request.stream()
     upload = await run_in_threadpool(CollectionUpload, session, name)
-    try:
-        async for lines in numbered_lines(chunks, settings.max_request_bytes):
-            await run_in_threadpool(upload.add, lines)
-        return await run_in_threadpool(upload.finish)
-    except BaseException:
-        await run_in_threadpool(session.rollback)
-        raise
+    return await store_lines(upload, chunks, session, settings.max_request_bytes)
 
 
 @router.get("/{collection_id}", response_model=CollectionOut, responses=errors)

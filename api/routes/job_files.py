@@ -15,7 +15,7 @@ from starlette.types import Scope
 
 from api import deps
 from api.schemas import JobOut
-from api.streams import numbered_lines
+from api.streams import store_lines
 from worker import service
 from worker.config import Settings
 from worker.models import Priority
@@ -65,11 +65,5 @@ async def submit_job_file(
 ) -> dict[str, Any]:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
     upload = await run_in_threadpool(JobUpload, session, _options(options), settings.model, priority)
-    try:
-        async for lines in numbered_lines(request.stream(), settings.max_request_bytes):
-            await run_in_threadpool(upload.add, lines)
-        job_id = await run_in_threadpool(upload.finish, service.resolve_priority)
-    except BaseException:
-        await run_in_threadpool(session.rollback)
-        raise
+    job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
     return await run_in_threadpool(service.start_job, session, job_id, enqueue)
