@@ -1,26 +1,24 @@
 """Collections: a knowledge base uploaded once as JSONL and reranked against by reference. Their
 documents' text is stored once, however many queries and jobs read it."""
 
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from worker.errors import Conflict, InvalidInput, NotFound
-from worker.models import Collection, CollectionDocument, Job, Query
+from worker.models import Collection, CollectionDocument, Job, Query, aware
 from worker.spec import CollectionJobSpec
 
 
 def view(collection: Collection) -> dict[str, Any]:
-    created = collection.created_at
     return {
         "id": collection.id,
         "name": collection.name,
         "documents": collection.documents,
         "error_count": collection.error_count,
         "errors": collection.errors,
-        "created_at": created.replace(tzinfo=UTC) if created.tzinfo is None else created,
+        "created_at": aware(collection.created_at),
     }
 
 

@@ -33,10 +33,6 @@ def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[s
                 bar.update(progress["done"] + progress["failed"] - bar.n)
 
             pipeline.run_job(session, job["id"], reranker, pipeline.Limits.from_settings(settings), advance)
-        count = write_results(
-            service.iter_pages(
-                lambda cursor: service.results_page(session, job["id"], limit=1000, cursor=cursor)
-            ),
-            output,
-        )
+        rows = (row for page in service.export_pages(session, job["id"]) for row in page)
+        count = write_results(rows, output)
         return count, service.job_status(session, job["id"])

@@ -3,7 +3,7 @@ Results hold one raw score per document (unique, so a re-delivered batch cannot 
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,15 @@ from worker.db import Base
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored time as UTC: SQLite hands back naive datetimes; everything rerankq stores is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 class JobStatus(StrEnum):

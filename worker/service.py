@@ -5,7 +5,7 @@ import base64
 import binascii
 import math
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from worker import collection, store
 from worker.config import get_settings
 from worker.errors import Conflict, InvalidInput, NotFound, RerankError
-from worker.models import FINISHED, Job, JobStatus, Priority, utcnow
+from worker.models import FINISHED, Job, JobStatus, Priority, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
 
 
@@ -82,11 +82,6 @@ def cancel_job(session: Session, job_id: str) -> dict[str, Any]:
     return job_view(session, store.get_job(session, job_id))
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything rerankq stores is UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
 # The window of a running job's rate: long enough to span several batches, short enough to follow
 # a change of pace (a worker joining or leaving) within a minute.
 RATE_WINDOW = timedelta(seconds=60)
@@ -95,7 +90,7 @@ RATE_WINDOW = timedelta(seconds=60)
 def _rate(session: Session, job: Job) -> float | None:
     """Pairs per second: of the last minute while the job runs, else (and before the first batch of
     that minute) of the whole run; None before anything was scored."""
-    started, finished = _aware(job.started_at), _aware(job.finished_at)
+    started, finished = aware(job.started_at), aware(job.finished_at)
     if started is None or not job.done_pairs:
         return None
     now = utcnow()
@@ -109,7 +104,7 @@ def _rate(session: Session, job: Job) -> float | None:
 
 def job_view(session: Session, job: Job) -> dict[str, Any]:
     """What a client sees of a job: status, progress with rate and ETA, timestamps, options."""
-    started, finished = _aware(job.started_at), _aware(job.finished_at)
+    started, finished = aware(job.started_at), aware(job.finished_at)
     rate = _rate(session, job)
     eta: float | None = None
     if rate is not None:
@@ -126,7 +121,7 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
             "pairs_per_second": rate,
             "eta_seconds": eta,
         },
-        "created_at": _aware(job.created_at),
+        "created_at": aware(job.created_at),
         "started_at": started,
         "finished_at": finished,
         "error": job.error,
@@ -229,14 +224,3 @@ def _result(row: dict[str, Any], options: dict[str, Any], include_chunks: bool) 
             for i, (start, end, score) in enumerate(windows)
         ]
     return result
-
-
-def iter_pages(fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every result row, following next_cursor from page to page (over the service or over HTTP)."""
-    cursor: str | None = None
-    while True:
-        page = fetch(cursor)
-        yield from page["results"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return

@@ -1,6 +1,7 @@
 """Job bodies and polling shared by the integration tests."""
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -63,4 +64,15 @@ def limits(task_pairs: int = 3, window: int = 2, max_attempts: int = 3, max_wind
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
-    return list(service.iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))
+    return list(iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))
+
+
+def iter_pages(fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every result row, following next_cursor from page to page (over the service or over HTTP)."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page["results"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from tests.integration.helpers import job_body, results, submit, wait_for
+from tests.integration.helpers import iter_pages, job_body, results, submit, wait_for
 from worker import cli, service, store
 from worker.jobfile import RESULT_COLUMNS
 from worker.models import Document, JobStatus, Result
@@ -35,7 +35,7 @@ def paged(client: TestClient, job_id: str, **params: Any) -> list[dict[str, Any]
         body: dict[str, Any] = client.get(f"/v1/jobs/{job_id}/results", params=page).json()
         return body
 
-    return list(service.iter_pages(fetch))
+    return list(iter_pages(fetch))
 
 
 def exported(client: TestClient, job_id: str, kind: str, **params: Any) -> list[dict[str, Any]]:
