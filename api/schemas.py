@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from worker.models import JobStatus, Priority
+from worker.lifecycle import JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 
 __all__ = ["DocumentSpec", "JobOptions", "JobSpec", "QuerySpec"]

@@ -2,7 +2,6 @@
 Results hold one raw score per document (unique, so a re-delivered batch cannot duplicate one)."""
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, overload
 
 from sqlalchemy import (
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 
 from worker.db import Base
+from worker.lifecycle import BatchStatus, JobStatus, Priority
 
 
 def utcnow() -> datetime:
@@ -34,42 +34,6 @@ def aware(moment: None) -> None: ...
 def aware(moment: datetime | None) -> datetime | None:
     """A stored time as UTC: SQLite hands back naive datetimes; everything rerankq stores is UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-# The lifecycle, in one place: which status may follow which.
-JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.queued: frozenset({JobStatus.running, JobStatus.failed, JobStatus.cancelled}),
-    JobStatus.running: frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled}),
-    JobStatus.completed: frozenset(),
-    JobStatus.failed: frozenset(),
-    JobStatus.cancelled: frozenset(),
-}
-FINISHED = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled})
-
-
-class BatchStatus(StrEnum):
-    pending = "pending"  # planned, not yet on the queue (a job keeps only a few batches queued)
-    queued = "queued"
-    running = "running"
-    done = "done"
-    failed = "failed"
-
-
-OPEN_BATCH = (BatchStatus.queued, BatchStatus.running)
-
-
-class Priority(StrEnum):
-    high = "high"
-    normal = "normal"
-    low = "low"
 
 
 class Collection(Base):

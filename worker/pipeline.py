@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from worker import store
 from worker.config import Settings
 from worker.engine import Reranker
-from worker.models import JobStatus
+from worker.lifecycle import JobStatus
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
 

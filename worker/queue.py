@@ -4,7 +4,7 @@ Imports no torch: the API process uses it to enqueue by task name."""
 from celery import Celery
 
 from worker.config import Settings, get_settings
-from worker.models import Priority
+from worker.lifecycle import Priority
 
 PLAN_TASK = "rerankq.plan_job"
 SCORE_TASK = "rerankq.score_batch"

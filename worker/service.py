@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from worker import collection, store
 from worker.config import get_settings
 from worker.errors import Conflict, InvalidInput, NotFound, RerankError
-from worker.models import FINISHED, Job, JobStatus, Priority, aware, utcnow
+from worker.lifecycle import FINISHED, JobStatus, Priority
+from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
 
 

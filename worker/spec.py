@@ -17,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from worker.config import get_settings
-from worker.models import Priority
+from worker.lifecycle import Priority
 
 ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
 

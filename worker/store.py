@@ -13,21 +13,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.errors import NotFound
-from worker.models import (
+from worker.lifecycle import (
+    BATCH_TRANSITIONS,
     FINISHED,
     JOB_TRANSITIONS,
     OPEN_BATCH,
-    Batch,
     BatchStatus,
-    CollectionDocument,
-    Document,
-    Job,
     JobStatus,
     Priority,
-    Query,
-    Result,
-    utcnow,
+    may_become,
 )
+from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
 from worker.spec import JobOptions, JobSpec, QuerySpec
 
 
@@ -109,7 +105,7 @@ def list_jobs(session: Session, status: JobStatus | None, limit: int) -> Sequenc
 
 def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> bool:
     """Move a job to `new` if its current status allows it (atomically); False if it did not."""
-    allowed = [old for old, nexts in JOB_TRANSITIONS.items() if new in nexts]
+    allowed = may_become(JOB_TRANSITIONS, new)
     if new == JobStatus.running:
         fields.setdefault("started_at", utcnow())
     elif new in FINISHED:
@@ -188,7 +184,10 @@ def release_batches(session: Session, job_id: str, window: int) -> list[int]:
     )
     stmt = (
         update(Batch)
-        .where(Batch.id.in_(next_ids.scalar_subquery()), Batch.status == BatchStatus.pending)
+        .where(
+            Batch.id.in_(next_ids.scalar_subquery()),
+            Batch.status.in_(may_become(BATCH_TRANSITIONS, BatchStatus.queued)),
+        )
         .values(status=BatchStatus.queued)
         .returning(Batch.id)
     )
@@ -207,7 +206,7 @@ def claim_batch(session: Session, batch_id: int) -> tuple[str, int] | None:
     before the release committed."""
     stmt = (
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, *OPEN_BATCH]))
+        .where(Batch.id == batch_id, Batch.status.in_(may_become(BATCH_TRANSITIONS, BatchStatus.running)))
         .values(status=BatchStatus.running, attempts=Batch.attempts + 1)
         .returning(Batch.job_id, Batch.attempts)
     )
@@ -272,7 +271,7 @@ def _finish_batch(
 ) -> bool:
     stmt = (
         update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_([BatchStatus.pending, *OPEN_BATCH]))
+        .where(Batch.id == batch_id, Batch.status.in_(may_become(BATCH_TRANSITIONS, status)))
         .values(status=status, error=error, finished_at=utcnow())
         .returning(Batch.pairs)
     )

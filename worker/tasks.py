@@ -7,7 +7,7 @@ from worker import pipeline
 from worker.config import get_settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
-from worker.models import Priority
+from worker.lifecycle import Priority
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, celery_app, enqueue
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from worker import collection, service, store
 from worker.errors import InvalidInput
 from worker.jobfile import explain, line_error
-from worker.models import Collection, CollectionDocument, Priority
+from worker.lifecycle import Priority
+from worker.models import Collection, CollectionDocument
 from worker.spec import DocumentSpec, JobOptions, QuerySpec
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)

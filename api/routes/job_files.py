@@ -18,7 +18,7 @@ from api.schemas import JobOut
 from api.streams import store_lines
 from worker import service
 from worker.config import Settings
-from worker.models import Priority
+from worker.lifecycle import Priority
 from worker.spec import JobOptions
 from worker.uploads import JobUpload
 

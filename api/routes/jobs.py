@@ -10,7 +10,7 @@ from api import deps
 from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
 from worker import jobfile, service
 from worker.config import Settings
-from worker.models import JobStatus
+from worker.lifecycle import JobStatus
 from worker.spec import AnyJobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

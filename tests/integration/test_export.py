@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from tests.integration.helpers import iter_pages, job_body, results, submit, wait_for
 from worker import cli, service, store
 from worker.jobfile import RESULT_COLUMNS
-from worker.models import Document, JobStatus, Result
+from worker.lifecycle import JobStatus
+from worker.models import Document, Result
 
 
 def finished_job(client: TestClient, **options: Any) -> str:

@@ -12,7 +12,8 @@ from tests.integration.helpers import job_spec, limits, results, run_all, submit
 from worker import pipeline, service, store
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
-from worker.models import Batch, BatchStatus, Document, Result
+from worker.lifecycle import BatchStatus
+from worker.models import Batch, Document, Result
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:

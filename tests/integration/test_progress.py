@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from tests.integration.helpers import run_all, submit
 from worker import service
 from worker.engine import Reranker
-from worker.models import Batch, BatchStatus, Job, JobStatus, utcnow
+from worker.lifecycle import BatchStatus, JobStatus
+from worker.models import Batch, Job, utcnow
 
 
 def rewound(session: Session, reranker: Reranker, started_ago: float) -> tuple[str, list[tuple[int, int]]]:

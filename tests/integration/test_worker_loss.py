@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import WorkerProcess, make_client, queue_for
 from tests.integration.helpers import job_body, wait_for
-from worker.models import Batch, BatchStatus, Result
+from worker.lifecycle import BatchStatus
+from worker.models import Batch, Result
 
 RUNNING = select(Batch.id).where(Batch.status == BatchStatus.running).limit(1)
 

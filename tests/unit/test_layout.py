@@ -21,3 +21,18 @@ def test_worker_does_not_import_api() -> None:
         if any(line.startswith(("import api", "from api")) for line in path.read_text().splitlines())
     ]
     assert offenders == []
+
+
+def _imports(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
+
+
+def test_lifecycle_and_validation_do_not_import_the_tables() -> None:
+    """Status enums, transition tables and input validation are plain values: no table behind them."""
+    offenders = [
+        f"{name}: {line}"
+        for name in ("lifecycle.py", "spec.py")
+        for line in _imports(ROOT / "worker" / name)
+        if "worker.models" in line or "worker.db" in line or "sqlalchemy" in line
+    ]
+    assert offenders == []
