@@ -247,7 +247,7 @@ def run(
         count, job = run_file(file, output, _options(threshold, top_k, max_length, chunking, clean_html))
     except RerankError as error:
         fail(error.message)
-    typer.echo(f"job {job['id']} {job['status']}: {count} results written to {output}", err=True)
+    typer.echo(f"job {job.id} {job.status}: {count} results written to {output}", err=True)
 
 
 @app.command("build-test-model")

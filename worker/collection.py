@@ -1,25 +1,12 @@
 """Collections: a knowledge base uploaded once as JSONL and reranked against by reference. Their
 documents' text is stored once, however many queries and jobs read it."""
 
-from typing import Any
-
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from worker.errors import Conflict, InvalidInput, NotFound
-from worker.models import Collection, CollectionDocument, Job, Query, aware
+from worker.models import Collection, CollectionDocument, Job, Query
 from worker.spec import CollectionJobSpec
-
-
-def view(collection: Collection) -> dict[str, Any]:
-    return {
-        "id": collection.id,
-        "name": collection.name,
-        "documents": collection.documents,
-        "error_count": collection.error_count,
-        "errors": collection.errors,
-        "created_at": aware(collection.created_at),
-    }
 
 
 def get(session: Session, collection_id: str) -> Collection:

@@ -3,7 +3,6 @@ batch, finalize), in this process, on the configured database (SQLite by default
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -12,12 +11,13 @@ from worker.config import get_settings
 from worker.db import session_scope
 from worker.engine import load_reranker
 from worker.engine.device import describe
-from worker.jobfile import read_job_file, write_results
+from worker.jobfile import read_job_file, records, write_results
 from worker.migrate import upgrade
 from worker.spec import JobOptions
+from worker.views import JobOut
 
 
-def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[str, Any]]:
+def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, JobOut]:
     """Rerank every query of a JSONL job file and write the ranked results to `output`."""
     settings = get_settings()
     spec = read_job_file(path, options)
@@ -26,13 +26,13 @@ def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, dict[s
     tqdm.write(f"{settings.model} on {describe(reranker.device, reranker.dtype)}", file=sys.stderr)
     with session_scope(settings.database_url) as session:
         job = service.submit_job(session, spec, settings.model)
-        with tqdm(total=job["progress"]["total"], unit="pair", desc="reranking") as bar:
+        with tqdm(total=job.progress.total, unit="pair", desc="reranking") as bar:
 
             def advance() -> None:
-                progress = service.job_status(session, job["id"])["progress"]
-                bar.update(progress["done"] + progress["failed"] - bar.n)
+                progress = service.job_status(session, job.id).progress
+                bar.update(progress.done + progress.failed - bar.n)
 
-            pipeline.run_job(session, job["id"], reranker, pipeline.Limits.from_settings(settings), advance)
-        rows = (row for page in service.export_pages(session, job["id"]) for row in page)
+            pipeline.run_job(session, job.id, reranker, pipeline.Limits.from_settings(settings), advance)
+        rows = (row for page in records(service.export_pages(session, job.id)) for row in page)
         count = write_results(rows, output)
-        return count, service.job_status(session, job["id"])
+        return count, service.job_status(session, job.id)

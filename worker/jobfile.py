@@ -14,22 +14,18 @@ from pydantic import ValidationError
 
 from worker.errors import InvalidInput
 from worker.spec import JobOptions, JobSpec, QuerySpec
+from worker.views import LineError, ResultOut
 
 RESULT_COLUMNS = ("query_id", "document_id", "rank", "raw_score", "score", "relevant")
 
 
-def line_error(number: int, error: ValidationError | str) -> dict[str, Any]:
+def line_error(number: int, error: ValidationError | str) -> LineError:
     """One rejected JSONL line: its number, the field at fault and why."""
     if isinstance(error, str):
-        return {"line": number, "field": None, "error": error}
+        return LineError(line=number, field=None, error=error)
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or None
-    return {"line": number, "field": field, "error": first["msg"]}
-
-
-def explain(rejected: dict[str, Any]) -> str:
-    """`field: why` of a rejected line, or `why` when no field is at fault (e.g. invalid JSON)."""
-    return f"{rejected['field']}: {rejected['error']}" if rejected["field"] else str(rejected["error"])
+    return LineError(line=number, field=field, error=first["msg"])
 
 
 def read_job_file(path: Path, options: JobOptions) -> JobSpec:
@@ -43,7 +39,7 @@ def read_job_file(path: Path, options: JobOptions) -> JobSpec:
                 queries.append(QuerySpec.model_validate_json(line))
             except ValidationError as error:
                 found = line_error(number, error)
-                raise InvalidInput(f"{path}:{number}: {explain(found)}", field=found["field"]) from error
+                raise InvalidInput(f"{path}:{number}: {found.explain()}", field=found.field) from error
     try:
         return JobSpec(queries=queries, options=options)
     except ValidationError as error:
@@ -69,6 +65,13 @@ def format_rows(rows: Iterable[dict[str, Any]], csv_format: bool) -> str:
     if csv_format:
         return _csv_text([row[column] for column in RESULT_COLUMNS] for row in rows)
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def records(pages: Iterable[list[ResultOut]]) -> Iterator[list[dict[str, Any]]]:
+    """Pages of results as the JSON objects an export writes: the fields of /results without
+    the per-window scores."""
+    for page in pages:
+        yield [result.model_dump(exclude={"chunk_scores"}) for result in page]
 
 
 def text_chunks(pages: Iterable[list[dict[str, Any]]], csv_format: bool) -> Iterator[str]:

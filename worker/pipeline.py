@@ -106,17 +106,13 @@ def _score(
 ) -> None:
     started = time.perf_counter()
     rows = store.batch_pairs(session, batch_id)
-    scored = score_pairs(
-        reranker, [(query, document) for _, _, query, document in rows], options, max_windows
-    )
+    scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         store.fail_batch(session, batch_id, job_id, "job was cancelled while the batch ran")
         return
-    results = [
-        _result_row(doc_id, query_id, s) for (doc_id, query_id, _, _), s in zip(rows, scored, strict=True)
-    ]
+    results = [_result_row(pair.document_pk, pair.query_pk, s) for pair, s in zip(rows, scored, strict=True)]
     store.mark_truncated(
-        session, {query_id for (_, query_id, _, _), s in zip(rows, scored, strict=True) if s.query_truncated}
+        session, {pair.query_pk for pair, s in zip(rows, scored, strict=True) if s.query_truncated}
     )
     store.record_results(session, batch_id, job_id, results)
     seconds = time.perf_counter() - started
@@ -132,21 +128,18 @@ def _score(
     )
 
 
-def _result_row(document_id: int, query_id: int, scored: ScoredDocument) -> dict[str, object]:
+def _result_row(document_pk: int, query_pk: int, scored: ScoredDocument) -> store.ScoredRow:
     best = scored.windows[scored.best]
-    return {
-        "document_id": document_id,
-        "query_id": query_id,
-        "raw_score": scored.raw_score,
-        "chunks": len(scored.windows),
-        "best_chunk": scored.best,
-        "best_start": best.start,
-        "best_end": best.end,
-        # every window's span and score, kept when there is more than one
-        "windows": [[w.start, w.end, w.raw_score] for w in scored.windows]
-        if len(scored.windows) > 1
-        else None,
-    }
+    return store.ScoredRow(
+        document_pk=document_pk,
+        query_pk=query_pk,
+        raw_score=scored.raw_score,
+        windows_read=len(scored.windows),
+        best_window=scored.best,
+        best_start=best.start,
+        best_end=best.end,
+        windows=[[w.start, w.end, w.raw_score] for w in scored.windows] if len(scored.windows) > 1 else None,
+    )
 
 
 def _all_scored(session: Session, job_id: str) -> bool:

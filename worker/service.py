@@ -3,10 +3,8 @@ and export its results."""
 
 import base64
 import binascii
-import math
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +14,7 @@ from worker.errors import Conflict, InvalidInput, NotFound, RerankError
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
+from worker.views import JobOut, ResultOut, ResultsPage
 
 
 class Unavailable(RerankError):
@@ -36,7 +35,7 @@ def resolve_priority(asked: Priority | None, pairs: int) -> Priority:
 
 def submit_job(
     session: Session, spec: JobSpec | CollectionJobSpec, model: str, enqueue: Enqueue | None = None
-) -> dict[str, Any]:
+) -> JobOut:
     """Store a job (its documents, or its queries over a collection) and hand it to the queue."""
     if isinstance(spec, CollectionJobSpec):
         total = collection.pair_count(session, spec)
@@ -50,7 +49,7 @@ def submit_job(
     return start_job(session, job.id, enqueue)
 
 
-def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> dict[str, Any]:
+def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:
     """Put a stored job on the queue; if the queue is unreachable the job is marked failed."""
     job = store.get_job(session, job_id)
     if enqueue is not None:
@@ -65,15 +64,15 @@ def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> dict[st
     return job_view(session, store.get_job(session, job.id))
 
 
-def job_status(session: Session, job_id: str) -> dict[str, Any]:
+def job_status(session: Session, job_id: str) -> JobOut:
     return job_view(session, store.get_job(session, job_id))
 
 
-def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[dict[str, Any]]:
+def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[JobOut]:
     return [job_view(session, job) for job in store.list_jobs(session, status, limit)]
 
 
-def cancel_job(session: Session, job_id: str) -> dict[str, Any]:
+def cancel_job(session: Session, job_id: str) -> JobOut:
     """Stop a queued or running job; what was scored so far stays, ranked, as its results."""
     job = store.get_job(session, job_id)
     if not store.transition(session, job_id, JobStatus.cancelled):
@@ -103,33 +102,9 @@ def _rate(session: Session, job: Job) -> float | None:
     return job.done_pairs / max(((finished or now) - started).total_seconds(), 1e-3)
 
 
-def job_view(session: Session, job: Job) -> dict[str, Any]:
+def job_view(session: Session, job: Job) -> JobOut:
     """What a client sees of a job: status, progress with rate and ETA, timestamps, options."""
-    started, finished = aware(job.started_at), aware(job.finished_at)
-    rate = _rate(session, job)
-    eta: float | None = None
-    if rate is not None:
-        remaining = job.total_pairs - job.done_pairs - job.failed_pairs
-        eta = 0.0 if job.status in FINISHED else remaining / rate
-    return {
-        "id": job.id,
-        "status": job.status,
-        "model": job.model,
-        "progress": {
-            "total": job.total_pairs,
-            "done": job.done_pairs,
-            "failed": job.failed_pairs,
-            "pairs_per_second": rate,
-            "eta_seconds": eta,
-        },
-        "created_at": aware(job.created_at),
-        "started_at": started,
-        "finished_at": finished,
-        "error": job.error,
-        "options": job.options,
-        "priority": job.priority,
-        "collection": job.collection_id,
-    }
+    return JobOut.from_row(job, _rate(session, job))
 
 
 def _encode_cursor(query_key: int, rank: int) -> str:
@@ -151,17 +126,17 @@ def results_page(
     limit: int = 100,
     cursor: str | None = None,
     include_chunks: bool = False,
-) -> dict[str, Any]:
+) -> ResultsPage:
     """One page of ranked results (by query, then rank) and the cursor of the next page, if any;
     `include_chunks` adds every window's span and raw score."""
     options = _finished_job(session, job_id, query_id).options
     after = _decode_cursor(cursor) if cursor else None
-    rows = store.results_page(session, job_id, query_id, options["top_k"], after, limit + 1)
-    next_cursor = (
-        _encode_cursor(rows[limit - 1]["query_key"], rows[limit - 1]["rank"]) if len(rows) > limit else None
+    rows = store.results_page(session, job_id, query_id, options.top_k, after, limit + 1)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return ResultsPage(
+        results=[ResultOut.from_ranked(row, options, include_chunks) for row in rows[:limit]],
+        next_cursor=_encode_cursor(last.query_pk, last.rank) if last else None,
     )
-    results = [_result(row, options, include_chunks) for row in rows[:limit]]
-    return {"results": results, "next_cursor": next_cursor}
 
 
 # Rows per store query of an export: enough to keep round trips few, few enough that one page of
@@ -171,57 +146,29 @@ EXPORT_PAGE = 2000
 
 def export_pages(
     session: Session, job_id: str, query_id: str | None = None, page_size: int = EXPORT_PAGE
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[list[ResultOut]]:
     """Every ranked result of a finished job (the paged API's rows without per-window lists), a
     keyset page at a time. The checks run now, so a 404 or 409 is raised before anything streams."""
     options = _finished_job(session, job_id, query_id).options
 
-    def pages() -> Iterator[list[dict[str, Any]]]:
+    def pages() -> Iterator[list[ResultOut]]:
         after: tuple[int, int] | None = None
         while True:
-            rows = store.results_page(session, job_id, query_id, options["top_k"], after, page_size)
+            rows = store.results_page(session, job_id, query_id, options.top_k, after, page_size)
             if rows:
-                yield [_result(row, options, include_chunks=False) for row in rows]
+                yield [ResultOut.from_ranked(row, options, include_windows=False) for row in rows]
             if len(rows) < page_size:
                 return
-            after = (rows[-1]["query_key"], rows[-1]["rank"])
+            after = (rows[-1].query_pk, rows[-1].rank)
 
     return pages()
 
 
-def _finished_job(session: Session, job_id: str, query_id: str | None) -> Job:
+def _finished_job(session: Session, job_id: str, query_id: str | None) -> JobOut:
     """The job whose results are asked for: it exists, has finished, and has `query_id` if given."""
-    job = store.get_job(session, job_id)
+    job = job_status(session, job_id)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
     if query_id is not None and not store.has_query(session, job_id, query_id):
         raise NotFound(f"job {job_id} has no query {query_id!r}", field="query_id")
     return job
-
-
-def _result(row: dict[str, Any], options: dict[str, Any], include_chunks: bool) -> dict[str, Any]:
-    raw = row["raw_score"]
-    probability = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
-    result = {
-        "query_id": row["query_id"],
-        "document_id": row["document_id"],
-        "rank": row["rank"],
-        "raw_score": raw,
-        "score": probability if options["normalize"] else raw,
-        "relevant": probability > options["threshold"],
-        "chunks": row["chunks"],
-        "best_chunk": {
-            "index": row["best_chunk"],
-            "start": row["best_start"],
-            "end": row["best_end"],
-            "text": row["best_text"],
-        },
-        "query_truncated": row["query_truncated"],
-    }
-    if include_chunks:
-        windows = row["windows"] or [[row["best_start"], row["best_end"], raw]]
-        result["chunk_scores"] = [
-            {"index": i, "start": int(start), "end": int(end), "raw_score": score}
-            for i, (start, end, score) in enumerate(windows)
-        ]
-    return result

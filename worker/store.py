@@ -4,8 +4,9 @@ Every write that a re-delivered task may repeat is idempotent: results are upser
 unique document, and counters move only with the batch status change that guards them."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 from sqlalchemy import func, insert, literal, select, text, tuple_, update
@@ -25,6 +26,7 @@ from worker.lifecycle import (
 )
 from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
 from worker.spec import JobOptions, JobSpec, QuerySpec
+from worker.views import RankedRow
 
 
 def new_job(
@@ -222,15 +224,22 @@ def _document_text() -> Any:
     return func.coalesce(Document.text, CollectionDocument.text)
 
 
-def batch_pairs(session: Session, batch_id: int) -> list[tuple[int, int, str, str]]:
-    """(document id, query id, query text, document text) of every pair in a batch."""
+class BatchPair(NamedTuple):
+    document_pk: int
+    query_pk: int
+    query: str
+    document: str
+
+
+def batch_pairs(session: Session, batch_id: int) -> list[BatchPair]:
+    """Every (query, document) pair of a batch, with the primary keys its results are stored under."""
     stmt = (
         select(Document.id, Query.id, Query.text, _document_text())
         .join(Query, Query.id == Document.query_id)
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .where(Document.batch_id == batch_id)
     )
-    return [(d, q, qt, dt) for d, q, qt, dt in session.execute(stmt)]
+    return [BatchPair(*row) for row in session.execute(stmt)]
 
 
 def dialect_insert(session: Session, table: Any) -> Any:
@@ -239,19 +248,43 @@ def dialect_insert(session: Session, table: Any) -> Any:
     return dialect.insert(table)
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
-    # executemany with one cached statement (SQLAlchemy batches it into multi-row INSERTs)
-    stmt = dialect_insert(session, Result)
-    written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
-    session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
+@dataclass(frozen=True)
+class ScoredRow:
+    """One scored pair, as a batch stores it: the winning token window's span, and every
+    window's [start, end, raw_score] when there was more than one."""
+
+    document_pk: int
+    query_pk: int
+    raw_score: float
+    windows_read: int
+    best_window: int
+    best_start: int
+    best_end: int
+    windows: list[list[float]] | None
+
+    def columns(self, job_id: str) -> dict[str, object]:
+        return {
+            "job_id": job_id,
+            "document_id": self.document_pk,
+            "query_id": self.query_pk,
+            "raw_score": self.raw_score,
+            "chunks": self.windows_read,
+            "best_chunk": self.best_window,
+            "best_start": self.best_start,
+            "best_end": self.best_end,
+            "windows": self.windows,
+        }
 
 
-def record_results(session: Session, batch_id: int, job_id: str, results: list[dict[str, Any]]) -> bool:
-    """Store a batch's result rows (Result columns: document_id, query_id, raw_score, window
-    fields) and mark it done; the job's counter moves only if this call finished the batch
-    (a second delivery changes nothing)."""
+def record_results(session: Session, batch_id: int, job_id: str, results: Sequence[ScoredRow]) -> bool:
+    """Store a batch's scored rows and mark it done; the job's counter moves only if this call
+    finished the batch (a second delivery changes nothing)."""
     if results:
-        _upsert(session, [{"job_id": job_id, **row} for row in results])
+        # executemany with one cached statement (SQLAlchemy batches it into multi-row INSERTs)
+        stmt = dialect_insert(session, Result)
+        rows = [row.columns(job_id) for row in results]
+        written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
+        session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
 
 
@@ -321,7 +354,7 @@ def results_page(
     top_k: int | None,
     after: tuple[int, int] | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[RankedRow]:
     """Ranked results ordered by query (submission order: query ids ascend with it) then rank,
     after the cursor (query id, rank), with the winning window's text cut from the document.
     The page is picked from the (job, query, rank) index alone and only then joined, so a page
@@ -338,17 +371,17 @@ def results_page(
     best_text = func.substr(_document_text(), page.c.best_start + 1, page.c.best_end - page.c.best_start)
     stmt = (
         select(
-            Query.client_id.label("query_id"),
-            page.c.query_id.label("query_key"),
-            Query.truncated.label("query_truncated"),
-            Document.client_id.label("document_id"),
+            Query.client_id,
+            page.c.query_id,
+            Query.truncated,
+            Document.client_id,
             page.c.rank,
             page.c.raw_score,
             page.c.chunks,
             page.c.best_chunk,
             page.c.best_start,
             page.c.best_end,
-            best_text.label("best_text"),
+            best_text,
             page.c.windows,
         )
         .select_from(page)
@@ -357,7 +390,7 @@ def results_page(
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .order_by(page.c.query_id, page.c.rank)
     )
-    return [dict(row) for row in session.execute(stmt).mappings()]
+    return [RankedRow(*row) for row in session.execute(stmt)]
 
 
 def has_query(session: Session, job_id: str, query_id: str) -> bool:

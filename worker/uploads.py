@@ -9,12 +9,13 @@ from uuid import uuid4
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from worker import collection, service, store
+from worker import service, store
 from worker.errors import InvalidInput
-from worker.jobfile import explain, line_error
+from worker.jobfile import line_error
 from worker.lifecycle import Priority
 from worker.models import Collection, CollectionDocument
 from worker.spec import DocumentSpec, JobOptions, QuerySpec
+from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
 Line = tuple[int, bytes]  # (line number, raw line)
@@ -27,7 +28,7 @@ class CollectionUpload:
     def __init__(self, session: Session, name: str | None) -> None:
         self.session = session
         self.collection = Collection(id=uuid4().hex, name=name, documents=0, error_count=0, errors=[])
-        self.errors: list[dict[str, Any]] = []
+        self.errors: list[LineError] = []
         session.add(self.collection)
         session.flush()
 
@@ -64,15 +65,15 @@ class CollectionUpload:
         stmt = store.dialect_insert(self.session, CollectionDocument).values(rows).on_conflict_do_nothing()
         return self.session.scalars(stmt.returning(CollectionDocument.client_id)).all()
 
-    def _reject(self, error: dict[str, Any]) -> None:
+    def _reject(self, error: LineError) -> None:
         self.collection.error_count += 1
         if len(self.errors) < KEPT_ERRORS:
             self.errors.append(error)
 
-    def finish(self) -> dict[str, Any]:
-        self.collection.errors = self.errors
+    def finish(self) -> CollectionOut:
+        self.collection.errors = [error.model_dump() for error in self.errors]
         self.session.commit()
-        return collection.view(self.collection)
+        return CollectionOut.from_row(self.collection)
 
 
 class JobUpload:
@@ -96,7 +97,7 @@ class JobUpload:
                 query = QuerySpec.model_validate_json(raw)
             except ValidationError as error:
                 found = line_error(number, error)
-                raise InvalidInput(f"line {number}: {explain(found)}", field=found["field"]) from error
+                raise InvalidInput(f"line {number}: {found.explain()}", field=found.field) from error
             if query.id in self.query_ids:
                 raise InvalidInput(
                     f"line {number}: duplicate query id '{query.id}' (line {self.query_ids[query.id]})",

@@ -38,7 +38,7 @@ async def upload_collection(
     session: DbSession,
     settings: Annotated[Settings, Depends(deps.settings)],
     name: Annotated[str | None, Query(max_length=255)] = None,
-) -> dict[str, Any]:
+) -> CollectionOut:
     """Store a JSONL stream of documents (a raw body, or a multipart `file`) in bounded memory;
     bad lines are reported by line number and skipped, the good ones kept."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -54,9 +54,9 @@ async def upload_collection(
 
 
 @router.get("/{collection_id}", response_model=CollectionOut, responses=errors)
-def get_collection(collection_id: str, session: DbSession) -> dict[str, Any]:
+def get_collection(collection_id: str, session: DbSession) -> CollectionOut:
     """Documents stored and the lines that were rejected."""
-    return collection.view(collection.get(session, collection_id))
+    return CollectionOut.from_row(collection.get(session, collection_id))
 
 
 @router.delete("/{collection_id}", status_code=204, responses=errors)

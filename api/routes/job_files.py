@@ -2,7 +2,7 @@
 submit`, one query with its documents per line, streamed into the database as it arrives. Options
 and priority travel as query parameters."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -62,7 +62,7 @@ async def submit_job_file(
     enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
     options: str | None = None,
     priority: Priority | None = None,
-) -> dict[str, Any]:
+) -> JobOut:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
     upload = await run_in_threadpool(JobUpload, session, _options(options), settings.model, priority)
     job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)

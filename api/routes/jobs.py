@@ -24,7 +24,7 @@ def submit_job(
     session: DbSession,
     settings: Annotated[Settings, Depends(deps.settings)],
     enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
-) -> dict[str, Any]:
+) -> JobOut:
     """Accept a rerank job: queries with their documents, or queries over a collection
     (`{"collection": id, ...}`); a JSONL body (`application/x-ndjson`, one query with its documents
     per line) is streamed. Poll GET /v1/jobs/{id} until it is completed."""
@@ -34,19 +34,19 @@ def submit_job(
 @router.get("", response_model=JobList, responses=errors)
 def list_jobs(
     session: DbSession, status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
-) -> dict[str, Any]:
+) -> JobList:
     """Jobs, newest first, optionally of one status."""
-    return {"jobs": service.list_jobs(session, status, limit)}
+    return JobList(jobs=service.list_jobs(session, status, limit))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: str, session: DbSession) -> dict[str, Any]:
+def get_job(job_id: str, session: DbSession) -> JobOut:
     """Status, progress (counts, rate, ETA) and timestamps of a job."""
     return service.job_status(session, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
-def cancel_job(job_id: str, session: DbSession) -> dict[str, Any]:
+def cancel_job(job_id: str, session: DbSession) -> JobOut:
     """Stop a job; results scored before the cancel stay available."""
     return service.cancel_job(session, job_id)
 
@@ -61,7 +61,7 @@ def get_results(
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
     cursor: str | None = None,
     include_chunks: bool = False,
-) -> dict[str, Any]:
+) -> ResultsPage:
     """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
     every window's span and raw score."""
     return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)
@@ -74,7 +74,7 @@ def _export(session: Session, job_id: str, query_id: str | None, kind: str) -> S
     """Check the job now (errors are answered as JSON), then stream its rows a store page at a time."""
     pages = service.export_pages(session, job_id, query_id)
     return StreamingResponse(
-        jobfile.text_chunks(pages, csv_format=kind == "csv"),
+        jobfile.text_chunks(jobfile.records(pages), csv_format=kind == "csv"),
         media_type=_EXPORTS[kind],
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{kind}"'},
     )

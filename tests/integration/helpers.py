@@ -50,7 +50,7 @@ def wait_for(client: TestClient, job_id: str, timeout: float = 90) -> dict[str, 
 
 
 def submit(session: Session, queries: int = 2, documents: int = 5, **options: object) -> str:
-    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny")["id"])
+    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny").id)
 
 
 def run_all(
@@ -64,7 +64,11 @@ def limits(task_pairs: int = 3, window: int = 2, max_attempts: int = 3, max_wind
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
-    return list(iter_pages(lambda c: service.results_page(session, job_id, cursor=c, **kwargs)))
+    return list(
+        iter_pages(
+            lambda c: service.results_page(session, job_id, cursor=c, **kwargs).model_dump(exclude_unset=True)
+        )
+    )
 
 
 def iter_pages(fetch: Callable[[str | None], dict[str, Any]]) -> Iterator[dict[str, Any]]:

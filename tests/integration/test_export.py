@@ -20,6 +20,7 @@ from worker import cli, service, store
 from worker.jobfile import RESULT_COLUMNS
 from worker.lifecycle import JobStatus
 from worker.models import Document, Result
+from worker.views import RankedRow
 
 
 def finished_job(client: TestClient, **options: Any) -> str:
@@ -128,7 +129,7 @@ def test_export_reads_the_store_a_page_at_a_time(session: Session, monkeypatch: 
     limits: list[int] = []
     read = store.results_page
 
-    def counted(*args: Any) -> list[dict[str, Any]]:
+    def counted(*args: Any) -> list[RankedRow]:
         limits.append(args[-1])
         return read(*args)
 
@@ -137,7 +138,7 @@ def test_export_reads_the_store_a_page_at_a_time(session: Session, monkeypatch: 
     assert limits == []  # checked, nothing read yet
     first = next(pages)
     assert len(first) == 500 and limits == [500]  # one page in memory, not the job
-    rows = first + [row for page in pages for row in page]
+    rows = [row.model_dump(exclude_unset=True) for row in first + [row for page in pages for row in page]]
     assert limits == [500] * 7  # 6 full pages, then the empty one that ends it
     assert rows == expected and len(rows) == 3000
     assert [(r["query_id"], r["rank"]) for r in rows[998:1002]] == [

@@ -18,9 +18,9 @@ from worker.models import Batch, Document, Result
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=3, documents=7)
-    assert service.job_status(session, job_id)["status"] == "queued"
+    assert service.job_status(session, job_id).status == "queued"
     run_all(session, job_id, reranker)
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert job["status"] == "completed"
     assert job["progress"] | {"pairs_per_second": None} == {
         "total": 21,
@@ -64,7 +64,7 @@ def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Rera
         pipeline.score_batch(session, batch_id, reranker, limits())
     store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
     pipeline.finalize_job(session, job_id)
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert job["progress"]["done"] == 10
     count = session.scalar(select(func.count()).select_from(Result).where(Result.job_id == job_id))
     assert count == 10
@@ -79,7 +79,7 @@ def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reran
     assert pipeline.score_batch(session, first, reranker, limits()) == pipeline.Followups([], None)
     assert pipeline.score_batch(session, second, reranker, limits()).finalize == job_id
     pipeline.finalize_job(session, job_id)
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 2, 2)
     failed = session.get(Batch, first)
     assert failed is not None
@@ -92,7 +92,7 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
     (batch,) = pipeline.plan_job(session, job_id, limits(10))
     assert pipeline.score_batch(session, batch, reranker, limits(max_attempts=0)).finalize == job_id
     pipeline.finalize_job(session, job_id)
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert job["status"] == "failed" and "every batch failed" in job["error"]
 
 
@@ -101,11 +101,11 @@ def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> N
     first, *rest = pipeline.plan_job(session, job_id, limits(2, window=3))
     assert len(rest) == 2
     pipeline.score_batch(session, first, reranker, limits())
-    assert service.cancel_job(session, job_id)["status"] == "cancelled"
+    assert service.cancel_job(session, job_id).status == "cancelled"
     for batch_id in rest:  # batches still queued are skipped once the job is cancelled
         assert pipeline.score_batch(session, batch_id, reranker, limits()).batches == []
     assert [r["rank"] for r in results(session, job_id)] == [1, 2]
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert job["progress"]["done"] == 2 and job["finished_at"] is not None
     with pytest.raises(Conflict):
         service.cancel_job(session, job_id)
@@ -148,7 +148,7 @@ def test_a_large_job_refreshes_statistics_when_done(
     monkeypatch.setattr(pipeline, "LARGE_JOB_PAIRS", 4)
     job_id = submit(session, queries=1, documents=4)
     run_all(session, job_id, reranker)
-    assert service.job_status(session, job_id)["status"] == "completed"
+    assert service.job_status(session, job_id).status == "completed"
     if session.get_bind().dialect.name == "postgresql":  # ANALYZE ran: the planner knows the rows
         analyzed = session.scalar(
             text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'results'")
@@ -176,5 +176,5 @@ def test_a_worker_killed_before_its_release_commits_loses_no_batch(
         session.commit()
         if followups.finalize:
             pipeline.finalize_job(session, followups.finalize)
-    job = service.job_status(session, job_id)
+    job = service.job_status(session, job_id).model_dump()
     assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 8, 0)

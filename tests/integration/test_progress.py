@@ -50,11 +50,11 @@ def finish(session: Session, job_id: str, batches: dict[int, float]) -> None:
 def test_rate_is_the_last_minutes_pace_and_eta_follows(session: Session, reranker: Reranker) -> None:
     job_id, batches = rewound(session, reranker, started_ago=600)
     (first, p0), (second, p1), (third, p2) = batches[:3]
-    progress = service.job_status(session, job_id)["progress"]
+    progress = service.job_status(session, job_id).progress.model_dump()
     assert progress["pairs_per_second"] is None and progress["eta_seconds"] is None  # nothing scored yet
 
     finish(session, job_id, {first: 300, second: 20, third: 10})
-    progress = service.job_status(session, job_id)["progress"]
+    progress = service.job_status(session, job_id).progress.model_dump()
     rate = (p1 + p2) / 60  # the batch of five minutes ago is not in the window
     assert progress["pairs_per_second"] == pytest.approx(rate)
     assert progress["eta_seconds"] == pytest.approx((20 - p0 - p1 - p2) / rate)
@@ -66,7 +66,7 @@ def test_rate_falls_back_to_the_whole_run_when_the_last_minute_was_idle(
     job_id, batches = rewound(session, reranker, started_ago=600)
     finish(session, job_id, {batches[0][0]: 300, batches[1][0]: 100})
     done = batches[0][1] + batches[1][1]
-    progress = service.job_status(session, job_id)["progress"]
+    progress = service.job_status(session, job_id).progress.model_dump()
     assert progress["pairs_per_second"] == pytest.approx(done / 600, rel=1e-3)
     assert progress["eta_seconds"] == pytest.approx((20 - done) / (done / 600), rel=1e-3)
 
@@ -74,7 +74,7 @@ def test_rate_falls_back_to_the_whole_run_when_the_last_minute_was_idle(
 def test_a_young_job_is_measured_since_it_started(session: Session, reranker: Reranker) -> None:
     job_id, batches = rewound(session, reranker, started_ago=30)
     finish(session, job_id, {batches[0][0]: 20, batches[1][0]: 5})
-    rate = service.job_status(session, job_id)["progress"]["pairs_per_second"]
+    rate = service.job_status(session, job_id).progress.pairs_per_second
     assert rate == pytest.approx((batches[0][1] + batches[1][1]) / 30, rel=1e-2)
 
 
@@ -87,6 +87,6 @@ def test_a_finished_job_reports_its_whole_run(session: Session, reranker: Rerank
         .values(status=JobStatus.completed, finished_at=utcnow() - timedelta(seconds=200))
     )
     session.expire_all()
-    progress = service.job_status(session, job_id)["progress"]
+    progress = service.job_status(session, job_id).progress.model_dump()
     assert progress["pairs_per_second"] == pytest.approx(20 / 400, rel=1e-3)
     assert progress["eta_seconds"] == 0

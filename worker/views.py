@@ -1,0 +1,178 @@
+"""What the service hands back: a job, a page of its results, a collection. Each is built here,
+once, from what the store read, and is the HTTP API's response model as it is: a new field is
+added in the store and here, nowhere else."""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from worker.lifecycle import FINISHED, JobStatus, Priority
+from worker.models import Collection, Job, aware
+from worker.spec import JobOptions
+
+
+class Progress(BaseModel):
+    total: int = Field(description="Pairs in the job.")
+    done: int = Field(description="Pairs scored.")
+    failed: int = Field(description="Pairs whose batch failed.")
+    pairs_per_second: float | None = Field(
+        description="While running: pairs scored in the last 60 s divided by the seconds of that window"
+        " the job ran (the whole run's average when no batch finished in it); once finished: the whole"
+        " run's average. Null before the first batch is scored."
+    )
+    eta_seconds: float | None = Field(
+        description="Pairs left divided by pairs_per_second; 0 once finished, null while the rate is."
+    )
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    model: str
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    options: JobOptions
+    priority: Priority
+    collection: str | None = Field(description="The collection a job reranks against, if any.")
+
+    @classmethod
+    def from_row(cls, job: Job, rate: float | None) -> "JobOut":
+        """A job as a client sees it, with its rate (pairs per second) and the ETA that follows."""
+        eta: float | None = None
+        if rate is not None:
+            remaining = job.total_pairs - job.done_pairs - job.failed_pairs
+            eta = 0.0 if job.status in FINISHED else remaining / rate
+        progress = Progress(
+            total=job.total_pairs,
+            done=job.done_pairs,
+            failed=job.failed_pairs,
+            pairs_per_second=rate,
+            eta_seconds=eta,
+        )
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            model=job.model,
+            progress=progress,
+            created_at=aware(job.created_at),
+            started_at=aware(job.started_at),
+            finished_at=aware(job.finished_at),
+            error=job.error,
+            options=JobOptions.model_validate(job.options),
+            priority=Priority(job.priority),
+            collection=job.collection_id,
+        )
+
+
+class LineError(BaseModel):
+    line: int = Field(description="1-based line number in the upload.")
+    field: str | None = Field(description="The field at fault, e.g. text.")
+    error: str
+
+    def explain(self) -> str:
+        """`field: why`, or `why` when no field is at fault (e.g. invalid JSON)."""
+        return f"{self.field}: {self.error}" if self.field else self.error
+
+
+class CollectionOut(BaseModel):
+    id: str
+    name: str | None
+    documents: int = Field(description="Documents stored.")
+    error_count: int = Field(description="Lines rejected.")
+    errors: list[LineError] = Field(description="The first 100 rejected lines.")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, collection: Collection) -> "CollectionOut":
+        return cls(
+            id=collection.id,
+            name=collection.name,
+            documents=collection.documents,
+            error_count=collection.error_count,
+            errors=[LineError.model_validate(error) for error in collection.errors],
+            created_at=aware(collection.created_at),
+        )
+
+
+@dataclass(frozen=True)
+class RankedRow:
+    """One ranked result as the store reads it: client ids, the query's primary key (the cursor's
+    first half) and the winning token window's span and text."""
+
+    query_id: str
+    query_pk: int
+    query_truncated: bool
+    document_id: str
+    rank: int
+    raw_score: float
+    windows_read: int
+    best_window: int
+    best_start: int
+    best_end: int
+    best_text: str
+    windows: list[list[float]] | None  # [[start, end, raw_score], ...] when more than one
+
+
+class BestChunk(BaseModel):
+    index: int = Field(description="Which window of the document won (0 = the first).")
+    start: int = Field(description="Character offset of the window in the submitted text.")
+    end: int = Field(description="End offset (exclusive): text == document.text[start:end].")
+    text: str
+
+
+class ChunkScore(BaseModel):
+    index: int
+    start: int
+    end: int
+    raw_score: float
+
+
+class ResultOut(BaseModel):
+    query_id: str
+    document_id: str
+    rank: int = Field(description="1 = best, per query.")
+    raw_score: float = Field(description="The model's logit (the aggregate of its windows' logits).")
+    score: float = Field(description="sigmoid(raw_score), or raw_score when options.normalize is false.")
+    relevant: bool = Field(description="sigmoid(raw_score) > options.threshold.")
+    chunks: int = Field(description="Windows the document was read as (1: it fit beside the query).")
+    best_chunk: BestChunk
+    query_truncated: bool = Field(description="The query was cut to 3/4 of max_length tokens.")
+    chunk_scores: list[ChunkScore] | None = Field(
+        None, description="Every window's span and raw score (with ?include_chunks=true)."
+    )
+
+    @classmethod
+    def from_ranked(cls, row: RankedRow, options: JobOptions, include_windows: bool) -> "ResultOut":
+        """A stored result scored as the job's options ask; every window's score when asked
+        (left unset otherwise, so the response omits it)."""
+        raw = row.raw_score
+        probability = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
+        best = BestChunk(index=row.best_window, start=row.best_start, end=row.best_end, text=row.best_text)
+        result = cls(
+            query_id=row.query_id,
+            document_id=row.document_id,
+            rank=row.rank,
+            raw_score=raw,
+            score=probability if options.normalize else raw,
+            relevant=probability > options.threshold,
+            chunks=row.windows_read,
+            best_chunk=best,
+            query_truncated=row.query_truncated,
+        )
+        if include_windows:
+            windows = row.windows or [[row.best_start, row.best_end, raw]]
+            result.chunk_scores = [
+                ChunkScore(index=i, start=int(start), end=int(end), raw_score=score)
+                for i, (start, end, score) in enumerate(windows)
+            ]
+        return result
+
+
+class ResultsPage(BaseModel):
+    results: list[ResultOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
