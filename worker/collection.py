@@ -1,12 +1,14 @@
 """Collections: a knowledge base uploaded once as JSONL and reranked against by reference. Their
 documents' text is stored once, however many queries and jobs read it."""
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.models import Collection, CollectionDocument, Job, Query
-from worker.spec import CollectionJobSpec
+from worker.spec import CollectionJobSpec, CollectionQuerySpec
 
 
 def get(session: Session, collection_id: str) -> Collection:
@@ -59,10 +61,17 @@ def _existing(session: Session, collection_id: str, ids: list[str], chunk: int =
     return found
 
 
-def add_queries(session: Session, job_id: str, spec: CollectionJobSpec) -> None:
-    """A collection job's queries; their pairs are expanded in the database when it is planned."""
+def add_queries(session: Session, job_id: str, queries: Sequence[CollectionQuerySpec], first: int) -> None:
+    """A collection job's queries (positions from `first`); their pairs are expanded in the
+    database when it is planned."""
     rows = [
-        {"job_id": job_id, "client_id": q.id, "text": q.text, "position": i, "document_ids": q.document_ids}
-        for i, q in enumerate(spec.queries)
+        {
+            "job_id": job_id,
+            "client_id": q.id,
+            "text": q.text,
+            "position": first + i,
+            "document_ids": q.document_ids,
+        }
+        for i, q in enumerate(queries)
     ]
     session.execute(insert(Query), rows)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from worker import collection, store
 from worker.config import get_settings
 from worker.errors import Conflict, InvalidInput, NotFound, RerankError
+from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
@@ -26,27 +27,22 @@ class Unavailable(RerankError):
 Enqueue = Callable[[str, Priority], None]
 
 
-def resolve_priority(asked: Priority | None, pairs: int) -> Priority:
-    """A job's priority: as asked; else low for an overnight-sized job, so interactive ones overtake it."""
-    if asked is not None:
-        return asked
-    return Priority.low if pairs > get_settings().low_priority_pairs else Priority.normal
-
-
 def submit_job(
-    session: Session, spec: JobSpec | CollectionJobSpec, model: str, enqueue: Enqueue | None = None
+    session: Session,
+    spec: JobSpec | CollectionJobSpec,
+    model: str,
+    enqueue: Enqueue | None = None,
 ) -> JobOut:
     """Store a job (its documents, or its queries over a collection) and hand it to the queue."""
+    low_priority_pairs = get_settings().low_priority_pairs
     if isinstance(spec, CollectionJobSpec):
-        total = collection.pair_count(session, spec)
-        priority = resolve_priority(spec.priority, total)
-        job = store.new_job(session, model, spec.options, priority, total, spec.collection)
-        collection.add_queries(session, job.id, spec)
+        pairs = collection.pair_count(session, spec)  # checked before anything is stored
+        job = NewJob(session, model, spec.options, spec.priority, low_priority_pairs, spec.collection)
+        job.add_collection_queries(spec.queries, pairs)
     else:
-        total = sum(len(query.documents) for query in spec.queries)
-        job = store.insert_job(session, spec, model, resolve_priority(spec.priority, total))
-    session.commit()
-    return start_job(session, job.id, enqueue)
+        job = NewJob(session, model, spec.options, spec.priority, low_priority_pairs)
+        job.add_queries(spec.queries)
+    return start_job(session, job.finish(), enqueue)
 
 
 def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:

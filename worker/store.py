@@ -25,36 +25,22 @@ from worker.lifecycle import (
     may_become,
 )
 from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
-from worker.spec import JobOptions, JobSpec, QuerySpec
+from worker.spec import JobOptions, QuerySpec
 from worker.views import RankedRow
 
 
-def new_job(
-    session: Session,
-    model: str,
-    options: JobOptions,
-    priority: Priority,
-    total: int,
-    collection_id: str | None = None,
-) -> Job:
-    """A queued job row (its queries and documents are added by the caller)."""
+def new_job(session: Session, model: str, options: JobOptions, collection_id: str | None) -> Job:
+    """A queued job row; its queries, pair total and priority are added by worker.jobs.NewJob."""
     job = Job(
         id=uuid4().hex,
         status=JobStatus.queued,
         model=model,
         options=options.model_dump(),
-        total_pairs=total,
-        priority=priority,
+        total_pairs=0,
+        priority=Priority.normal,
         collection_id=collection_id,
     )
     session.add(job)
-    return job
-
-
-def insert_job(session: Session, spec: JobSpec, model: str, priority: Priority) -> Job:
-    """Store a validated job with its queries and documents, status queued."""
-    job = new_job(session, model, spec.options, priority, sum(len(query.documents) for query in spec.queries))
-    add_queries(session, job.id, spec.queries)
     return job
 
 

@@ -9,12 +9,12 @@ from uuid import uuid4
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from worker import service, store
+from worker import store
 from worker.errors import InvalidInput
 from worker.jobfile import line_error
-from worker.lifecycle import Priority
+from worker.jobs import NewJob
 from worker.models import Collection, CollectionDocument
-from worker.spec import DocumentSpec, JobOptions, QuerySpec
+from worker.spec import DocumentSpec, QuerySpec
 from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
@@ -80,13 +80,9 @@ class JobUpload:
     """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
     format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
 
-    def __init__(self, session: Session, options: JobOptions, model: str, priority: Priority | None) -> None:
-        self.session = session
-        self.priority = priority
-        self.query_ids: dict[str, int] = {}
-        self.pairs = 0
-        self.job = store.new_job(session, model, options, priority or Priority.normal, 0)
-        session.flush()
+    def __init__(self, job: NewJob) -> None:
+        self.job = job
+        self.query_lines: dict[str, int] = {}  # query id -> the line it came on
 
     def add(self, lines: Sequence[Line]) -> None:
         queries = []
@@ -98,21 +94,16 @@ class JobUpload:
             except ValidationError as error:
                 found = line_error(number, error)
                 raise InvalidInput(f"line {number}: {found.explain()}", field=found.field) from error
-            if query.id in self.query_ids:
+            if query.id in self.query_lines:
                 raise InvalidInput(
-                    f"line {number}: duplicate query id '{query.id}' (line {self.query_ids[query.id]})",
+                    f"line {number}: duplicate query id '{query.id}' (line {self.query_lines[query.id]})",
                     field="id",
                 )
-            self.query_ids[query.id] = number
+            self.query_lines[query.id] = number
             queries.append(query)
-        self.pairs += store.add_queries(
-            self.session, self.job.id, queries, first=len(self.query_ids) - len(queries)
-        )
+        self.job.add_queries(queries)
 
     def finish(self) -> str:
-        if not self.query_ids:
+        if not self.query_lines:
             raise InvalidInput("the job file has no queries", field="queries")
-        self.job.total_pairs = self.pairs
-        self.job.priority = service.resolve_priority(self.priority, self.pairs)
-        self.session.commit()
-        return self.job.id
+        return self.job.finish()

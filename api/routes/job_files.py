@@ -18,6 +18,7 @@ from api.schemas import JobOut
 from api.streams import store_lines
 from worker import service
 from worker.config import Settings
+from worker.jobs import NewJob
 from worker.lifecycle import Priority
 from worker.spec import JobOptions
 from worker.uploads import JobUpload
@@ -64,6 +65,8 @@ async def submit_job_file(
     priority: Priority | None = None,
 ) -> JobOut:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
-    upload = await run_in_threadpool(JobUpload, session, _options(options), settings.model, priority)
-    job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
+    job = await run_in_threadpool(
+        NewJob, session, settings.model, _options(options), priority, settings.low_priority_pairs
+    )
+    job_id = await store_lines(JobUpload(job), request.stream(), session, settings.max_request_bytes)
     return await run_in_threadpool(service.start_job, session, job_id, enqueue)
