@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from worker.errors import RerankError
 from worker.uploads import Line
 
-LINES_PER_CHUNK = 1000
+LINES_PER_BLOCK = 1000
 
 
 class LineTooLong(RerankError):
@@ -19,14 +19,14 @@ class LineTooLong(RerankError):
 
 
 async def numbered_lines(
-    chunks: AsyncIterator[bytes], max_line_bytes: int, size: int = LINES_PER_CHUNK
+    blocks: AsyncIterator[bytes], max_line_bytes: int, size: int = LINES_PER_BLOCK
 ) -> AsyncIterator[list[Line]]:
     """Lines of a streamed body, numbered from 1, in lists of at most `size`."""
     pending = bytearray()
     lines: list[Line] = []
     number = 0
-    async for chunk in chunks:
-        pending += chunk
+    async for block in blocks:
+        pending += block
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:
             number += 1
@@ -44,17 +44,17 @@ async def numbered_lines(
         yield lines
 
 
-async def file_chunks(upload: UploadFile, size: int = 1 << 16) -> AsyncIterator[bytes]:
+async def file_blocks(upload: UploadFile, size: int = 1 << 16) -> AsyncIterator[bytes]:
     """An uploaded file (spooled to disk by the multipart parser) read a block at a time."""
-    while chunk := await upload.read(size):
-        yield chunk
+    while block := await upload.read(size):
+        yield block
 
 
 Stored = TypeVar("Stored", covariant=True)
 
 
 class Upload(Protocol[Stored]):
-    """Something stored a chunk of lines at a time (worker.uploads)."""
+    """Something stored a block of lines at a time (worker.uploads)."""
 
     def add(self, lines: Sequence[Line]) -> None: ...
 
@@ -62,12 +62,12 @@ class Upload(Protocol[Stored]):
 
 
 async def store_lines(
-    upload: Upload[Stored], chunks: AsyncIterator[bytes], session: Session, max_line_bytes: int
+    upload: Upload[Stored], blocks: AsyncIterator[bytes], session: Session, max_line_bytes: int
 ) -> Stored:
     """Feed a streamed body into `upload` (database work off the event loop); on any error,
     nothing of it is kept."""
     try:
-        async for lines in numbered_lines(chunks, max_line_bytes):
+        async for lines in numbered_lines(blocks, max_line_bytes):
             await run_in_threadpool(upload.add, lines)
         return await run_in_threadpool(upload.finish)
     except BaseException:

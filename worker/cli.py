@@ -213,7 +213,7 @@ def results(
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Download every ranked result of a finished job, streamed: memory stays flat for any size."""
-    from worker.jobfile import write_results
+    from worker.export import write_results
 
     url = f"{api_url}/v1/jobs/{job_id}/results.jsonl"
     try:

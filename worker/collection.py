@@ -50,12 +50,12 @@ def pair_count(session: Session, spec: CollectionJobSpec) -> int:
     return total
 
 
-def _existing(session: Session, collection_id: str, ids: list[str], chunk: int = 1000) -> set[str]:
+def _existing(session: Session, collection_id: str, ids: list[str], block: int = 1000) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(ids), chunk):
+    for start in range(0, len(ids), block):
         stmt = select(CollectionDocument.client_id).where(
             CollectionDocument.collection_id == collection_id,
-            CollectionDocument.client_id.in_(ids[start : start + chunk]),
+            CollectionDocument.client_id.in_(ids[start : start + block]),
         )
         found.update(session.scalars(stmt))
     return found

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="Largest JSON body and JSONL line (413 above)."
     )
-    job_window: int = Field(8, ge=1, description="Batches of one job on the queue at once: jobs take turns.")
+    job_queued_batches: int = Field(
+        8, ge=1, description="Batches of one job on the queue at once: jobs take turns."
+    )
     low_priority_pairs: int = Field(
         100_000, ge=1, description="Jobs over this many pairs default to low priority."
     )

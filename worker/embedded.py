@@ -11,7 +11,8 @@ from worker.config import get_settings
 from worker.db import session_scope
 from worker.engine import load_reranker
 from worker.engine.device import describe
-from worker.jobfile import read_job_file, records, write_results
+from worker.export import records, write_results
+from worker.jobfile import read_job_file
 from worker.migrate import upgrade
 from worker.spec import JobOptions
 from worker.views import JobOut

@@ -27,13 +27,15 @@ class Limits:
     windows read per document."""
 
     task_pairs: int
-    window: int
+    queued_batches: int
     max_attempts: int
     max_windows: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
-        return cls(settings.task_pairs, settings.job_window, settings.max_attempts, settings.max_windows)
+        return cls(
+            settings.task_pairs, settings.job_queued_batches, settings.max_attempts, settings.max_windows
+        )
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Followups:
 
 def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
-    (the first `limits.window`; each scored batch releases the next)."""
+    (the first `limits.queued_batches`; each scored batch releases the next)."""
     job = store.get_job(session, job_id)
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
@@ -61,7 +63,9 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
-        batches = store.open_batches(session, job_id) + store.release_batches(session, job_id, limits.window)
+        batches = store.open_batches(session, job_id) + store.release_batches(
+            session, job_id, limits.queued_batches
+        )
     session.commit()
     return batches
 
@@ -98,7 +102,7 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
     if _all_scored(session, job_id):
         return Followups([], job_id)
     running = store.get_job(session, job_id).status == JobStatus.running
-    return Followups(store.release_batches(session, job_id, limits.window) if running else [], None)
+    return Followups(store.release_batches(session, job_id, limits.queued_batches) if running else [], None)
 
 
 def _score(

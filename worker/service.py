@@ -78,9 +78,9 @@ def cancel_job(session: Session, job_id: str) -> JobOut:
     return job_view(session, store.get_job(session, job_id))
 
 
-# The window of a running job's rate: long enough to span several batches, short enough to follow
+# The period of a running job's rate: long enough to span several batches, short enough to follow
 # a change of pace (a worker joining or leaving) within a minute.
-RATE_WINDOW = timedelta(seconds=60)
+RATE_PERIOD = timedelta(seconds=60)
 
 
 def _rate(session: Session, job: Job) -> float | None:
@@ -91,7 +91,7 @@ def _rate(session: Session, job: Job) -> float | None:
         return None
     now = utcnow()
     if job.status == JobStatus.running:
-        since = max(started, now - RATE_WINDOW)
+        since = max(started, now - RATE_PERIOD)
         recent = store.pairs_done_since(session, job.id, since)
         if recent:
             return recent / max((now - since).total_seconds(), 1e-3)
@@ -103,14 +103,14 @@ def job_view(session: Session, job: Job) -> JobOut:
     return JobOut.from_row(job, _rate(session, job))
 
 
-def _encode_cursor(query_key: int, rank: int) -> str:
-    return base64.urlsafe_b64encode(f"{query_key}.{rank}".encode()).decode().rstrip("=")
+def _encode_cursor(query_pk: int, rank: int) -> str:
+    return base64.urlsafe_b64encode(f"{query_pk}.{rank}".encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> tuple[int, int]:
     try:
-        query_key, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
-        return int(query_key), int(rank)
+        query_pk, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
+        return int(query_pk), int(rank)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from error
 

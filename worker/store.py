@@ -53,17 +53,17 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
         {"job_id": job_id, "client_id": q.id, "text": q.text, "position": first + i}
         for i, q in enumerate(queries)
     ]
-    ids = session.scalars(insert(Query).returning(Query.id, sort_by_parameter_order=True), query_rows).all()
+    pks = session.scalars(insert(Query).returning(Query.id, sort_by_parameter_order=True), query_rows).all()
     rows = [
         {
             "job_id": job_id,
-            "query_id": query_id,
+            "query_id": query_pk,
             "client_id": d.id,
             "text": d.text,
             "meta": d.metadata,
             "position": i,
         }
-        for query_id, q in zip(ids, queries, strict=True)
+        for query_pk, q in zip(pks, queries, strict=True)
         for i, d in enumerate(q.documents)
     ]
     session.execute(insert(Document), rows)
@@ -154,13 +154,13 @@ def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
     session.execute(_ASSIGN_BATCHES, params)
 
 
-def release_batches(session: Session, job_id: str, window: int) -> list[int]:
-    """Move pending batches to queued until `window` of the job's batches are on the queue; the
+def release_batches(session: Session, job_id: str, queued_batches: int) -> list[int]:
+    """Move pending batches to queued until `queued_batches` of the job's batches are on the queue; the
     ids to enqueue. A job never floods the queue, so jobs submitted later get their turn."""
     in_flight = session.scalar(
         select(func.count()).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
     )
-    wanted = window - (in_flight or 0)
+    wanted = queued_batches - (in_flight or 0)
     if wanted <= 0:
         return []
     next_ids = (
@@ -274,10 +274,10 @@ def record_results(session: Session, batch_id: int, job_id: str, results: Sequen
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
 
 
-def mark_truncated(session: Session, query_ids: set[int]) -> None:
+def mark_truncated(session: Session, query_pks: set[int]) -> None:
     """Flag queries that were cut to fit the model (their results say so)."""
-    if query_ids:
-        session.execute(update(Query).where(Query.id.in_(query_ids)).values(truncated=True))
+    if query_pks:
+        session.execute(update(Query).where(Query.id.in_(query_pks)).values(truncated=True))
 
 
 def fail_batch(session: Session, batch_id: int, job_id: str, error: str) -> bool:
@@ -341,8 +341,8 @@ def results_page(
     after: tuple[int, int] | None,
     limit: int,
 ) -> list[RankedRow]:
-    """Ranked results ordered by query (submission order: query ids ascend with it) then rank,
-    after the cursor (query id, rank), with the winning window's text cut from the document.
+    """Ranked results ordered by query (submission order: query pks ascend with it) then rank,
+    after the cursor (query pk, rank), with the winning window's text cut from the document.
     The page is picked from the (job, query, rank) index alone and only then joined, so a page
     costs the same at any depth, whatever the planner's statistics say."""
     picked = select(Result).where(Result.job_id == job_id, Result.rank.is_not(None))

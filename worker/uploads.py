@@ -1,4 +1,4 @@
-"""Streamed uploads, a chunk of lines at a time so memory stays bounded whatever the size:
+"""Streamed uploads, a block of lines at a time so memory stays bounded whatever the size:
 a collection's documents (bad lines reported and skipped) and a job file (a bad line rejects the
 job, nothing of it is kept)."""
 
@@ -22,8 +22,8 @@ Line = tuple[int, bytes]  # (line number, raw line)
 
 
 class CollectionUpload:
-    """A collection being uploaded, a chunk of lines at a time: good lines are stored, bad ones
-    are reported by line number and skipped; memory stays bounded by the chunk."""
+    """A collection being uploaded, a block of lines at a time: good lines are stored, bad ones
+    are reported by line number and skipped; memory stays bounded by the block."""
 
     def __init__(self, session: Session, name: str | None) -> None:
         self.session = session

@@ -18,7 +18,7 @@ class Progress(BaseModel):
     done: int = Field(description="Pairs scored.")
     failed: int = Field(description="Pairs whose batch failed.")
     pairs_per_second: float | None = Field(
-        description="While running: pairs scored in the last 60 s divided by the seconds of that window"
+        description="While running: pairs scored in the last 60 s divided by the seconds of that minute"
         " the job ran (the whole run's average when no batch finished in it); once finished: the whole"
         " run's average. Null before the first batch is scored."
     )

@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 
 from api import deps
 from api.schemas import CollectionOut, ErrorOut
-from api.streams import file_chunks, store_lines
+from api.streams import file_blocks, store_lines
 from worker import collection
 from worker.config import Settings
 from worker.errors import InvalidInput
@@ -46,11 +46,11 @@ async def upload_collection(
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise InvalidInput("a multipart upload needs a `file` part", field="file")
-        chunks = file_chunks(file)
+        blocks = file_blocks(file)
     else:
-        chunks = request.stream()
+        blocks = request.stream()
     upload = await run_in_threadpool(CollectionUpload, session, name)
-    return await store_lines(upload, chunks, session, settings.max_request_bytes)
+    return await store_lines(upload, blocks, session, settings.max_request_bytes)
 
 
 @router.get("/{collection_id}", response_model=CollectionOut, responses=errors)

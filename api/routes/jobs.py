@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from api import deps
 from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
-from worker import jobfile, service
+from worker import export, service
 from worker.config import Settings
 from worker.lifecycle import JobStatus
 from worker.spec import AnyJobSpec
@@ -74,7 +74,7 @@ def _export(session: Session, job_id: str, query_id: str | None, kind: str) -> S
     """Check the job now (errors are answered as JSON), then stream its rows a store page at a time."""
     pages = service.export_pages(session, job_id, query_id)
     return StreamingResponse(
-        jobfile.text_chunks(jobfile.records(pages), csv_format=kind == "csv"),
+        export.text_pages(export.records(pages), csv_format=kind == "csv"),
         media_type=_EXPORTS[kind],
         headers={"Content-Disposition": f'attachment; filename="{job_id}.{kind}"'},
     )

@@ -59,8 +59,10 @@ def run_all(
     pipeline.run_job(session, job_id, reranker, limits(task_pairs, max_windows=max_windows))
 
 
-def limits(task_pairs: int = 3, window: int = 2, max_attempts: int = 3, max_windows: int = 128) -> Limits:
-    return Limits(task_pairs, window, max_attempts, max_windows)
+def limits(
+    task_pairs: int = 3, queued_batches: int = 2, max_attempts: int = 3, max_windows: int = 128
+) -> Limits:
+    return Limits(task_pairs, queued_batches, max_attempts, max_windows)
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:

@@ -39,7 +39,7 @@ def upload(client: TestClient, lines: list[str], **params: str) -> dict[str, Any
 
 
 def test_upload_reports_bad_lines_and_keeps_the_good_ones(client: TestClient) -> None:
-    lines = document_lines(1500)  # more than one chunk of lines, so duplicates span chunks
+    lines = document_lines(1500)  # more than one block of lines, so duplicates span blocks
     lines[9] = "{not json"
     lines[99] = json.dumps({"id": "x", "text": 5})
     lines[1299] = json.dumps({"id": "kb-4", "text": "a second kb-4"})

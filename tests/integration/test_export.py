@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tests.integration.helpers import iter_pages, job_body, results, submit, wait_for
 from worker import cli, service, store
-from worker.jobfile import RESULT_COLUMNS
+from worker.export import RESULT_COLUMNS
 from worker.lifecycle import JobStatus
 from worker.models import Document, Result
 from worker.views import RankedRow

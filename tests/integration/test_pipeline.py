@@ -57,9 +57,11 @@ def test_scores_threshold_top_k_and_raw_scores(session: Session, reranker: Reran
 
 def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, documents=5)
-    batches = pipeline.plan_job(session, job_id, limits(4, window=10))
+    batches = pipeline.plan_job(session, job_id, limits(4, queued_batches=10))
     assert len(batches) == 3
-    assert pipeline.plan_job(session, job_id, limits(4, window=10)) == batches  # re-delivered: nothing new
+    assert (
+        pipeline.plan_job(session, job_id, limits(4, queued_batches=10)) == batches
+    )  # re-delivered: nothing new
     for batch_id in batches + batches:  # every batch delivered twice
         pipeline.score_batch(session, batch_id, reranker, limits())
     store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
@@ -98,7 +100,7 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
 
 def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=6)
-    first, *rest = pipeline.plan_job(session, job_id, limits(2, window=3))
+    first, *rest = pipeline.plan_job(session, job_id, limits(2, queued_batches=3))
     assert len(rest) == 2
     pipeline.score_batch(session, first, reranker, limits())
     assert service.cancel_job(session, job_id).status == "cancelled"
@@ -125,7 +127,7 @@ def test_results_wait_for_the_job_and_cursors_are_checked(session: Session, rera
 
 def test_planning_batches_every_pair_once_longest_first(session: Session) -> None:
     job_id = submit(session, queries=3, documents=7)
-    pipeline.plan_job(session, job_id, limits(task_pairs=4, window=2))
+    pipeline.plan_job(session, job_id, limits(task_pairs=4, queued_batches=2))
     rows = session.execute(
         select(Batch.number, Batch.pairs, func.length(Document.text))
         .join(Document, Document.batch_id == Batch.id)
@@ -139,7 +141,7 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
     by_batch = [[length for number, _, length in rows if number == n] for n in sorted(sizes)]
     assert all(min(a) >= max(b) for a, b in itertools.pairwise(by_batch))  # longest first
     queued = session.scalars(select(Batch.status).where(Batch.job_id == job_id).order_by(Batch.number)).all()
-    assert queued == ["queued", "queued"] + ["pending"] * 4  # only the window is on the queue
+    assert queued == ["queued", "queued"] + ["pending"] * 4  # only queued_batches of them are on the queue
 
 
 def test_a_large_job_refreshes_statistics_when_done(
@@ -160,7 +162,7 @@ def test_a_worker_killed_before_its_release_commits_loses_no_batch(
     session: Session, reranker: Reranker
 ) -> None:
     job_id = submit(session, queries=1, documents=8)
-    one_at_a_time = limits(2, window=1)
+    one_at_a_time = limits(2, queued_batches=1)
     (first,) = pipeline.plan_job(session, job_id, one_at_a_time)
     (second,) = pipeline.score_batch(session, first, reranker, one_at_a_time).batches
     session.rollback()  # killed after enqueueing `second`, before the release committed

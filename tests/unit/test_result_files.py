@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from worker.jobfile import CHUNK_ROWS, RESULT_COLUMNS, text_chunks, write_results
+from worker.export import PAGE_ROWS, RESULT_COLUMNS, text_pages, write_results
 
 
 def rows(count: int) -> Iterator[dict[str, Any]]:
@@ -26,11 +26,11 @@ def rows(count: int) -> Iterator[dict[str, Any]]:
 
 
 def test_parquet_is_written_in_row_groups_and_reads_back(tmp_path: Path) -> None:
-    count = CHUNK_ROWS * 2 + 17
+    count = PAGE_ROWS * 2 + 17
     path = tmp_path / "out.parquet"
     assert write_results(rows(count), path) == count
     parquet = pq.ParquetFile(path)
-    assert parquet.metadata.num_row_groups == 3  # bounded: one chunk of rows in memory at a time
+    assert parquet.metadata.num_row_groups == 3  # bounded: one page of rows in memory at a time
     assert parquet.schema_arrow.names == list(RESULT_COLUMNS)
     expected = [{column: row[column] for column in RESULT_COLUMNS} for row in rows(count)]
     assert parquet.read().to_pylist() == expected
@@ -48,7 +48,7 @@ def test_csv_and_jsonl_files_equal_the_streamed_text(tmp_path: Path) -> None:
         path = tmp_path / f"out{suffix}"
         assert write_results(rows(250), path) == 250
         pages = [list(rows(250))[:100], list(rows(250))[100:]]
-        streamed = "".join(text_chunks(pages, csv_format=suffix == ".csv"))
+        streamed = "".join(text_pages(pages, csv_format=suffix == ".csv"))
         assert path.read_bytes().decode() == streamed
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
         read = list(csv.DictReader(f))
