@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_client
+from tests.integration.conftest import make_client
 from tests.integration.helpers import job_body, wait_for
 from worker.engine import Reranker
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import WorkerProcess
+from tests.integration.conftest import WorkerProcess
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.conftest import WorkerProcess, make_client, queue_for
+from tests.integration.conftest import WorkerProcess, make_client, queue_for
 from tests.integration.helpers import job_body, wait_for
 from worker.lifecycle import BatchStatus
 from worker.models import Batch, Result

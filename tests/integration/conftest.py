@@ -1,0 +1,184 @@
+"""The integration tier's fixtures: real Redis and PostgreSQL (checked once; one clear line if they
+are absent), freshly migrated databases, real Celery workers, the HTTP API over them."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from fastapi.testclient import TestClient
+
+# The password is the one docker-compose.yml sets; a server with trust authentication ignores it.
+POSTGRES_URL = os.environ.get(
+    "RERANK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres:rerankq@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("RERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+QUEUE = f"rerank-test-{os.getpid()}"
+# Before any worker module reads its Settings: the test broker and a queue of this run alone.
+os.environ["RERANK_BROKER_URL"] = REDIS_URL
+os.environ["RERANK_QUEUE"] = QUEUE
+
+
+def _unreachable(url: str) -> str | None:
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=3).close()
+        return None
+    except OSError as error:
+        return f"{parsed.hostname}:{parsed.port} ({error.strerror or error})"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services_up() -> None:
+    """Stop the run with one clear line when a server is absent (integration tests only)."""
+    down = [
+        f"{name} at {where}"
+        for name, url in (("Redis", REDIS_URL), ("PostgreSQL", POSTGRES_URL))
+        if (where := _unreachable(url))
+    ]
+    if down:
+        pytest.exit(
+            f"unreachable: {', '.join(down)}; start them with `docker compose up -d redis postgres`", 3
+        )
+
+
+def _fresh_postgres() -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of each kind rerankq supports."""
+    from worker.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'rerankq.db'}"
+    else:
+        url = _fresh_postgres()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def session(db_url: str) -> Iterator:  # type: ignore[type-arg]
+    from worker.db import session_factory
+
+    db = session_factory(db_url)()
+    yield db
+    db.rollback()
+    db.close()
+
+
+class WorkerProcess:
+    """A real `rerankq worker` process on its own queue, with its log kept for assertions."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.queue = env["RERANK_QUEUE"]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker", "--device", "cpu", "--loglevel", "info"],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log.read_text()}")
+            if " ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL, as the kernel's OOM killer would: no chance to acknowledge anything."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def start_worker(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers for a database; all are stopped at the end of the session."""
+    started: list[WorkerProcess] = []
+
+    def start(db_url: str, queue: str, **settings: str) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "RERANK_DATABASE_URL": db_url,
+            "RERANK_MODEL": str(tiny_model),
+            "RERANK_QUEUE": queue,
+            **{f"RERANK_{key.upper()}": value for key, value in settings.items()},
+        }
+        log = tmp_path_factory.mktemp("worker") / "worker.log"
+        worker = WorkerProcess(env, log)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def queue_for(db_url: str) -> str:
+    """One queue per database, so a worker never takes a job stored in another database."""
+    return f"{QUEUE}-{urlparse(db_url).scheme.split('+')[0]}"
+
+
+@pytest.fixture(scope="session")
+def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    """One long-lived worker per database, with small batches so jobs span several tasks."""
+    return start_worker(db_url, queue_for(db_url), task_pairs="4")
+
+
+def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -> TestClient:
+    """The HTTP API on `db_url`, handing work to the workers of `queue`."""
+    from api import deps
+    from api.app import create_app
+    from worker.db import session_factory
+    from worker.queue import enqueue_plan
+
+    def session() -> Iterator:  # type: ignore[type-arg]
+        db = session_factory(db_url)()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    app = create_app(max_request_bytes)
+    app.dependency_overrides[deps.session] = session
+    app.dependency_overrides[deps.enqueue] = lambda: (
+        lambda job_id, priority: enqueue_plan(job_id, priority, queue)
+    )
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(db_url: str, worker: WorkerProcess) -> Iterator[TestClient]:
+    with make_client(db_url, worker.queue) as test_client:
+        yield test_client
