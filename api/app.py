@@ -8,8 +8,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.routes import collections, health, job_files, jobs
-from worker.config import get_settings
+from worker.config import Settings
 from worker.errors import RerankError
+from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
 # Where a validation error's location starts with one of these, it is not part of the field's name.
@@ -56,8 +57,10 @@ def _body_limit(
     return check
 
 
-def create_app(max_request_bytes: int | None = None) -> FastAPI:
-    """The API; `max_request_bytes` defaults to RERANK_MAX_REQUEST_BYTES."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over `settings` (default: read from the environment); two apps of two Settings
+    share nothing but the process."""
+    settings = settings or Settings()
     app = FastAPI(
         title="rerankq",
         version="0.1.0",
@@ -69,8 +72,7 @@ def create_app(max_request_bytes: int | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
-    app.middleware("http")(_body_limit(max_request_bytes or get_settings().max_request_bytes))
+    app.middleware("http")(_body_limit(settings.max_request_bytes))
+    app.state.settings = settings
+    app.state.queue = JobQueue(settings)
     return app
-
-
-app = create_app()

@@ -54,7 +54,7 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     _logging("info")
-    uvicorn.run("api.app:app", host=host, port=port)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
 
 
 @app.command()
@@ -66,17 +66,15 @@ def worker(
     loglevel: str = "info",
 ) -> None:
     """Run a Celery worker: one process, one model, loaded once before the first task."""
-    if device:
-        os.environ["RERANK_DEVICE"] = device
-        get_settings.cache_clear()
-    _logging(loglevel)
-    from worker.queue import celery_app
-    from worker.tasks import process_reranker
-
-    reranker = process_reranker()
     settings = get_settings()
-    name = f"rerankq-{reranker.device}-{os.getpid()}@%h".replace(":", "")
-    celery_app.worker_main(
+    if device:
+        settings = settings.model_copy(update={"device": device})
+    _logging(loglevel)
+    from worker.tasks import Tasks
+
+    tasks = Tasks(settings)
+    name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
+    tasks.app.worker_main(
         [
             "worker",
             "--pool=solo",
@@ -170,7 +168,10 @@ def submit(
     """Submit a JSONL job file (one query with its documents per line), streamed, so its size does
     not matter; prints the job id. A bad line is named by the API and nothing is kept."""
     options = _options(threshold, top_k, max_length, chunking, clean_html)
-    params = {"options": options.model_dump_json(), **({"priority": priority} if priority else {})}
+    params = {
+        "options": options.model_dump_json(exclude_unset=True),
+        **({"priority": priority} if priority else {}),
+    }
     job = _request("POST", f"{api_url}/v1/jobs", content=_blocks(file), headers=NDJSON, params=params)
     typer.echo(job["id"])
     if wait:
@@ -244,7 +245,8 @@ def run(
 
     _logging("warning")
     try:
-        count, job = run_file(file, output, _options(threshold, top_k, max_length, chunking, clean_html))
+        options = _options(threshold, top_k, max_length, chunking, clean_html)
+        count, job = run_file(file, output, options, get_settings())
     except RerankError as error:
         fail(error.message)
     typer.echo(f"job {job.id} {job.status}: {count} results written to {output}", err=True)

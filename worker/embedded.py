@@ -7,7 +7,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from worker import pipeline, service
-from worker.config import get_settings
+from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import load_reranker
 from worker.engine.device import describe
@@ -18,15 +18,14 @@ from worker.spec import JobOptions
 from worker.views import JobOut
 
 
-def run_file(path: Path, output: Path, options: JobOptions) -> tuple[int, JobOut]:
+def run_file(path: Path, output: Path, options: JobOptions, settings: Settings) -> tuple[int, JobOut]:
     """Rerank every query of a JSONL job file and write the ranked results to `output`."""
-    settings = get_settings()
     spec = read_job_file(path, options)
     upgrade(settings.database_url)
     reranker = load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
     tqdm.write(f"{settings.model} on {describe(reranker.device, reranker.dtype)}", file=sys.stderr)
     with session_scope(settings.database_url) as session:
-        job = service.submit_job(session, spec, settings.model)
+        job = service.submit_job(session, spec, settings)
         with tqdm(total=job.progress.total, unit="pair", desc="reranking") as bar:
 
             def advance() -> None:

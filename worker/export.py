@@ -12,6 +12,8 @@ from typing import Any
 
 from worker.views import ResultOut
 
+# One result as the JSON object an export writes.
+Record = dict[str, Any]
 RESULT_COLUMNS = ("query_id", "document_id", "rank", "raw_score", "score", "relevant")
 
 # Rows per Parquet row group (and per page of text written): memory stays bounded by this.
@@ -27,21 +29,21 @@ def _csv_text(records: Iterable[Iterable[Any]]) -> str:
 CSV_HEADER = _csv_text([RESULT_COLUMNS])
 
 
-def format_rows(rows: Iterable[dict[str, Any]], csv_format: bool) -> str:
+def format_rows(rows: Iterable[Record], csv_format: bool) -> str:
     """Result rows as CSV lines (RESULT_COLUMNS, no header) or JSONL lines (every field of a row)."""
     if csv_format:
         return _csv_text([row[column] for column in RESULT_COLUMNS] for row in rows)
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def records(pages: Iterable[list[ResultOut]]) -> Iterator[list[dict[str, Any]]]:
+def records(pages: Iterable[list[ResultOut]]) -> Iterator[list[Record]]:
     """Pages of results as the JSON objects an export writes: the fields of /results without
     the per-window scores."""
     for page in pages:
         yield [result.model_dump(exclude={"chunk_scores"}) for result in page]
 
 
-def text_pages(pages: Iterable[list[dict[str, Any]]], csv_format: bool) -> Iterator[str]:
+def text_pages(pages: Iterable[list[Record]], csv_format: bool) -> Iterator[str]:
     """Pages of result rows as a stream of text, one string per page (CSV: the header first)."""
     if csv_format:
         yield CSV_HEADER
@@ -49,13 +51,13 @@ def text_pages(pages: Iterable[list[dict[str, Any]]], csv_format: bool) -> Itera
         yield format_rows(page, csv_format)
 
 
-def _pages(rows: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def _pages(rows: Iterable[Record]) -> Iterator[list[Record]]:
     iterator = iter(rows)
     while page := list(itertools.islice(iterator, PAGE_ROWS)):
         yield page
 
 
-def write_results(rows: Iterable[dict[str, Any]], path: Path) -> int:
+def write_results(rows: Iterable[Record], path: Path) -> int:
     """Write result rows to `path` (.csv, .parquet, else JSONL) a page at a time, so a job of any
     size fits in memory; returns how many were written."""
     if path.suffix == ".parquet":
@@ -70,7 +72,7 @@ def write_results(rows: Iterable[dict[str, Any]], path: Path) -> int:
     return count
 
 
-def _write_parquet(rows: Iterable[dict[str, Any]], path: Path) -> int:
+def _write_parquet(rows: Iterable[Record], path: Path) -> int:
     """RESULT_COLUMNS, one row group per page of rows."""
     import pyarrow as pa  # heavy, and only this writer needs it
     import pyarrow.parquet as pq

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.orm import Session
 
 from worker import collection, store
+from worker.config import Settings
 from worker.lifecycle import Priority
 from worker.spec import CollectionQuerySpec, JobOptions, QuerySpec
 
@@ -25,18 +26,18 @@ class NewJob:
     def __init__(
         self,
         session: Session,
-        model: str,
+        settings: Settings,
         options: JobOptions,
         asked: Priority | None,
-        low_priority_pairs: int,
         collection_id: str | None = None,
     ) -> None:
         self.session = session
         self.asked = asked
-        self.low_priority_pairs = low_priority_pairs
+        self.low_priority_pairs = settings.low_priority_pairs
         self.queries = 0
         self.pairs = 0
-        self.job = store.new_job(session, model, options, collection_id)
+        options = options.with_defaults(settings.max_length)
+        self.job = store.new_job(session, settings.model, options, collection_id)
         session.flush()
 
     def add_queries(self, queries: Sequence[QuerySpec]) -> None:

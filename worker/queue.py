@@ -1,9 +1,9 @@
-"""The Celery app, configured for long GPU work, and the one way work is put on the queue.
-Imports no torch: the API process uses it to enqueue by task name."""
+"""The Celery app, built from Settings by a function and configured for long GPU work, and the one
+way work is put on the queue. Imports no torch: the API process uses it to enqueue by task name."""
 
 from celery import Celery
 
-from worker.config import Settings, get_settings
+from worker.config import Settings
 from worker.lifecycle import Priority
 
 PLAN_TASK = "rerankq.plan_job"
@@ -15,7 +15,8 @@ PRIORITY_STEPS = {Priority.high: 0, Priority.normal: 3, Priority.low: 6}
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("rerankq", broker=settings.broker_url, include=["worker.tasks"])
+    """A Celery app for `settings`' broker (no task registered: worker.tasks adds them)."""
+    app = Celery("rerankq", broker=settings.broker_url)
     app.conf.update(
         task_acks_late=True,  # a task is acknowledged after it ran: a killed worker's task is re-delivered
         task_reject_on_worker_lost=True,
@@ -34,15 +35,17 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-celery_app = make_celery(get_settings())
+class JobQueue:
+    """Where work is put: a Celery app built from `settings` and the queue its tasks go to (two
+    JobQueues of two Settings are independent, as rq's `connection=` and arq's `redis_settings`)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.app = make_celery(settings)
+        self.queue = settings.queue
 
-def enqueue(task: str, *args: object, queue: str | None = None, priority: Priority = Priority.normal) -> None:
-    """Put one task on `queue` (default: the configured rerank queue) at `priority`."""
-    celery_app.send_task(
-        task, args=list(args), queue=queue or get_settings().queue, priority=PRIORITY_STEPS[priority]
-    )
+    def enqueue(self, task: str, *args: object, priority: Priority = Priority.normal) -> None:
+        """Put one task on this queue at `priority`."""
+        self.app.send_task(task, args=list(args), queue=self.queue, priority=PRIORITY_STEPS[priority])
 
-
-def enqueue_plan(job_id: str, priority: Priority, queue: str | None = None) -> None:
-    enqueue(PLAN_TASK, job_id, priority, queue=queue, priority=priority)
+    def enqueue_plan(self, job_id: str, priority: Priority) -> None:
+        self.enqueue(PLAN_TASK, job_id, priority, priority=priority)

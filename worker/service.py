@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from worker import collection, store
-from worker.config import get_settings
+from worker.config import Settings
 from worker.errors import Conflict, InvalidInput, NotFound, RerankError
 from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
@@ -30,19 +30,26 @@ Enqueue = Callable[[str, Priority], None]
 def submit_job(
     session: Session,
     spec: JobSpec | CollectionJobSpec,
-    model: str,
+    settings: Settings,
     enqueue: Enqueue | None = None,
 ) -> JobOut:
     """Store a job (its documents, or its queries over a collection) and hand it to the queue."""
-    low_priority_pairs = get_settings().low_priority_pairs
     if isinstance(spec, CollectionJobSpec):
         pairs = collection.pair_count(session, spec)  # checked before anything is stored
-        job = NewJob(session, model, spec.options, spec.priority, low_priority_pairs, spec.collection)
+        job = NewJob(session, settings, spec.options, spec.priority, spec.collection)
         job.add_collection_queries(spec.queries, pairs)
     else:
-        job = NewJob(session, model, spec.options, spec.priority, low_priority_pairs)
+        _check_lengths(spec, settings.max_document_chars)
+        job = NewJob(session, settings, spec.options, spec.priority)
         job.add_queries(spec.queries)
     return start_job(session, job.finish(), enqueue)
+
+
+def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
+    for index, query in enumerate(spec.queries):
+        if found := query.oversized(max_document_chars):
+            field, why = found
+            raise InvalidInput(f"queries.{index}.{field}: {why}", field=f"queries.{index}.{field}")
 
 
 def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:

@@ -16,7 +16,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.config import get_settings
 from worker.lifecycle import Priority
 
 ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
@@ -44,17 +43,12 @@ class DocumentSpec(_Strict):
     text: StrictStr
     metadata: dict[str, Any] | None = None
 
-    @field_validator("text")
-    @classmethod
-    def _within_limit(cls, text: str) -> str:
-        limit = get_settings().max_document_chars
-        if len(text) > limit:
-            raise PydanticCustomError(
-                "document_too_long",
-                "document has {length} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)",
-                {"length": len(text), "limit": limit},
-            )
-        return text
+
+def too_long(document: DocumentSpec, limit: int) -> str | None:
+    """Why a document is refused for its length (over `limit` characters), or None."""
+    if len(document.text) <= limit:
+        return None
+    return f"document has {len(document.text)} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)"
 
 
 def _not_blank(text: str) -> str:
@@ -79,6 +73,13 @@ class QuerySpec(_Strict):
     @classmethod
     def _unique_documents(cls, documents: list[DocumentSpec]) -> list[DocumentSpec]:
         return _unique_ids(documents, "document")
+
+    def oversized(self, limit: int) -> tuple[str, str] | None:
+        """The first document over `limit` characters: (its field, why), else None."""
+        for index, document in enumerate(self.documents):
+            if why := too_long(document, limit):
+                return f"documents.{index}.text", why
+        return None
 
 
 class ChunkingOptions(_Strict):
@@ -106,7 +107,7 @@ class JobOptions(_Strict):
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
     top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
     max_length: int = Field(
-        default_factory=lambda: get_settings().max_length,
+        1024,
         ge=16,
         le=8192,
         description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024).",
@@ -114,6 +115,15 @@ class JobOptions(_Strict):
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
     clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
+
+    def with_defaults(self, max_length: int) -> "JobOptions":
+        """These options with the service's default max_length (RERANK_MAX_LENGTH) where the
+        client gave none."""
+        return (
+            self
+            if "max_length" in self.model_fields_set
+            else self.model_copy(update={"max_length": max_length})
+        )
 
 
 class _Job(_Strict):

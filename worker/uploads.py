@@ -14,7 +14,7 @@ from worker.errors import InvalidInput
 from worker.jobfile import line_error
 from worker.jobs import NewJob
 from worker.models import Collection, CollectionDocument
-from worker.spec import DocumentSpec, QuerySpec
+from worker.spec import DocumentSpec, QuerySpec, too_long
 from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
@@ -25,8 +25,9 @@ class CollectionUpload:
     """A collection being uploaded, a block of lines at a time: good lines are stored, bad ones
     are reported by line number and skipped; memory stays bounded by the block."""
 
-    def __init__(self, session: Session, name: str | None) -> None:
+    def __init__(self, session: Session, name: str | None, max_document_chars: int) -> None:
         self.session = session
+        self.max_document_chars = max_document_chars
         self.collection = Collection(id=uuid4().hex, name=name, documents=0, error_count=0, errors=[])
         self.errors: list[LineError] = []
         session.add(self.collection)
@@ -41,6 +42,9 @@ class CollectionUpload:
                 document = DocumentSpec.model_validate_json(raw)
             except ValidationError as error:
                 self._reject(line_error(number, error))
+                continue
+            if why := too_long(document, self.max_document_chars):
+                self._reject(LineError(line=number, field="text", error=why))
                 continue
             if document.id in rows:
                 self._reject(
@@ -80,8 +84,9 @@ class JobUpload:
     """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
     format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
 
-    def __init__(self, job: NewJob) -> None:
+    def __init__(self, job: NewJob, max_document_chars: int) -> None:
         self.job = job
+        self.max_document_chars = max_document_chars
         self.query_lines: dict[str, int] = {}  # query id -> the line it came on
 
     def add(self, lines: Sequence[Line]) -> None:
@@ -94,6 +99,9 @@ class JobUpload:
             except ValidationError as error:
                 found = line_error(number, error)
                 raise InvalidInput(f"line {number}: {found.explain()}", field=found.field) from error
+            if oversized := query.oversized(self.max_document_chars):
+                field, why = oversized
+                raise InvalidInput(f"line {number}: {field}: {why}", field=field)
             if query.id in self.query_lines:
                 raise InvalidInput(
                     f"line {number}: duplicate query id '{query.id}' (line {self.query_lines[query.id]})",

@@ -49,7 +49,7 @@ async def upload_collection(
         blocks = file_blocks(file)
     else:
         blocks = request.stream()
-    upload = await run_in_threadpool(CollectionUpload, session, name)
+    upload = await run_in_threadpool(CollectionUpload, session, name, settings.max_document_chars)
     return await store_lines(upload, blocks, session, settings.max_request_bytes)
 
 

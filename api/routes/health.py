@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api import deps
 from api.schemas import Health
-from worker.queue import celery_app
+from worker.queue import JobQueue
 
 router = APIRouter(tags=["health"])
 
@@ -23,11 +23,13 @@ def _probe(check: Any) -> str:
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(session: Annotated[Session, Depends(deps.session)]) -> JSONResponse:
+def healthz(
+    session: Annotated[Session, Depends(deps.session)], queue: Annotated[JobQueue, Depends(deps.queue)]
+) -> JSONResponse:
     """200 when both the database and the broker answer, 503 otherwise."""
     body = {
         "database": _probe(lambda: session.execute(text("SELECT 1"))),
-        "broker": _probe(lambda: celery_app.connection_for_write().ensure_connection(max_retries=1)),
+        "broker": _probe(lambda: queue.app.connection_for_write().ensure_connection(max_retries=1)),
     }
     healthy = all(value == "ok" for value in body.values())
     return JSONResponse(

@@ -65,8 +65,7 @@ async def submit_job_file(
     priority: Priority | None = None,
 ) -> JobOut:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
-    job = await run_in_threadpool(
-        NewJob, session, settings.model, _options(options), priority, settings.low_priority_pairs
-    )
-    job_id = await store_lines(JobUpload(job), request.stream(), session, settings.max_request_bytes)
+    job = await run_in_threadpool(NewJob, session, settings, _options(options), priority)
+    upload = JobUpload(job, settings.max_document_chars)
+    job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
     return await run_in_threadpool(service.start_job, session, job_id, enqueue)

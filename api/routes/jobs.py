@@ -28,7 +28,7 @@ def submit_job(
     """Accept a rerank job: queries with their documents, or queries over a collection
     (`{"collection": id, ...}`); a JSONL body (`application/x-ndjson`, one query with its documents
     per line) is streamed. Poll GET /v1/jobs/{id} until it is completed."""
-    return service.submit_job(session, spec, settings.model, enqueue)
+    return service.submit_job(session, spec, settings, enqueue)
 
 
 @router.get("", response_model=JobList, responses=errors)

@@ -157,25 +157,12 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
 
 
 def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -> TestClient:
-    """The HTTP API on `db_url`, handing work to the workers of `queue`."""
-    from api import deps
+    """The HTTP API on `db_url`, handing work to the workers of `queue`: an app of its own Settings."""
     from api.app import create_app
-    from worker.db import session_factory
-    from worker.queue import enqueue_plan
+    from worker.config import Settings
 
-    def session() -> Iterator:  # type: ignore[type-arg]
-        db = session_factory(db_url)()
-        try:
-            yield db
-        finally:
-            db.close()
-
-    app = create_app(max_request_bytes)
-    app.dependency_overrides[deps.session] = session
-    app.dependency_overrides[deps.enqueue] = lambda: (
-        lambda job_id, priority: enqueue_plan(job_id, priority, queue)
-    )
-    return TestClient(app)
+    limit = {"max_request_bytes": max_request_bytes} if max_request_bytes else {}
+    return TestClient(create_app(Settings(database_url=db_url, broker_url=REDIS_URL, queue=queue, **limit)))
 
 
 @pytest.fixture

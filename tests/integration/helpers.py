@@ -8,9 +8,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from worker import pipeline, service
+from worker.config import Settings
 from worker.engine import Reranker
 from worker.pipeline import Limits
 from worker.spec import JobSpec
+
+TINY = Settings(model="tiny")  # what service.submit_job reads: the model name and the limits
 
 
 def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def wait_for(client: TestClient, job_id: str, timeout: float = 90) -> dict[str, 
 
 
 def submit(session: Session, queries: int = 2, documents: int = 5, **options: object) -> str:
-    return str(service.submit_job(session, job_spec(queries, documents, **options), "tiny").id)
+    return str(service.submit_job(session, job_spec(queries, documents, **options), TINY).id)
 
 
 def run_all(

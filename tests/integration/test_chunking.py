@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tests.integration.helpers import results, run_all
+from tests.integration.helpers import TINY, results, run_all
 from worker import service
 from worker.engine import Reranker
 from worker.scoring import score_pairs
@@ -66,7 +66,7 @@ def rank_of(
             "options": options,
         }
     )
-    job_id = service.submit_job(session, spec, "tiny").id
+    job_id = service.submit_job(session, spec, TINY).id
     run_all(session, job_id, reranker)
     return results(session, job_id, include_chunks=True)
 
@@ -103,7 +103,7 @@ def test_windows_are_capped_and_spans_are_substrings(session: Session, reranker:
             "options": OPTIONS,
         }
     )
-    job_id = service.submit_job(session, spec, "tiny").id
+    job_id = service.submit_job(session, spec, TINY).id
     run_all(session, job_id, reranker, max_windows=3)
     [row] = results(session, job_id, include_chunks=True)
     assert row["chunks"] == 3 == len(row["chunk_scores"])
@@ -121,7 +121,7 @@ def test_a_long_query_is_cut_and_the_result_says_so(session: Session, reranker: 
             "options": {"max_length": 64},
         }
     )
-    job_id = service.submit_job(session, spec, "tiny").id
+    job_id = service.submit_job(session, spec, TINY).id
     run_all(session, job_id, reranker)
     flags = {r["query_id"]: r["query_truncated"] for r in results(session, job_id)}
     assert flags == {"long": True, "short": False}
