@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
+from tests.integration.conftest import REDIS_URL
 from tests.integration.helpers import wait_for
 from worker.models import CollectionDocument, Document
 
@@ -132,3 +133,22 @@ def test_a_jsonl_job_streams_in_and_a_bad_line_keeps_nothing(client: TestClient)
     wrong_option = client.post("/v1/jobs", content=body, headers=NDJSON, params={"options": '{"top_k": 0}'})
     assert wrong_option.status_code == 422 and wrong_option.json()["field"] == "options.top_k"
     assert client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"] == before
+
+
+def test_the_document_limit_is_the_apps_own(db_url: str, worker: Any) -> None:
+    """An app built with a small RERANK_MAX_DOCUMENT_CHARS applies it to every upload: a collection
+    line over it is reported and skipped, a JSONL job with one is refused naming the line."""
+    from api.app import create_app
+    from worker.config import Settings
+
+    settings = Settings(database_url=db_url, broker_url=REDIS_URL, queue=worker.queue, max_document_chars=60)
+    with TestClient(create_app(settings)) as small:
+        lines = document_lines(3)
+        lines[1] = json.dumps({"id": "long", "text": "x" * 61})
+        body = upload(small, lines)
+        assert body["documents"] == 2 and [(e["line"], e["field"]) for e in body["errors"]] == [(2, "text")]
+        assert "61 characters; the limit is 60" in body["errors"][0]["error"]
+        query = {"id": "q", "text": "rows with NaN", "documents": [{"id": "d", "text": "y" * 61}]}
+        refused = small.post("/v1/jobs", content=json.dumps(query).encode(), headers=NDJSON)
+        assert refused.status_code == 422 and refused.json()["field"] == "documents.0.text"
+        assert refused.json()["error"].startswith("line 1: documents.0.text: document has 61 characters")

@@ -69,3 +69,18 @@ def test_defaults() -> None:
 )
 def test_bad_input_names_the_field(body: dict[str, object], field: str) -> None:
     assert field in fields(body)
+
+
+def test_document_length_is_checked_against_the_limit_passed_in() -> None:
+    query = JobSpec.model_validate(job()).queries[0]  # one document of 6 characters
+    assert query.oversized(6) is None
+    field, why = query.oversized(5) or ("", "")
+    assert field == "documents.0.text"
+    assert "6 characters; the limit is 5 (RERANK_MAX_DOCUMENT_CHARS)" in why
+
+
+def test_max_length_takes_the_service_default_only_when_not_given() -> None:
+    unset = JobSpec.model_validate(job()).options
+    given = JobSpec.model_validate(job(options={"max_length": 1024})).options
+    assert unset.with_defaults(512).max_length == 512
+    assert given.with_defaults(512).max_length == 1024
