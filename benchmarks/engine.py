@@ -69,7 +69,7 @@ def pair_lengths(engine: Reranker, pairs: list[Pair]) -> list[int]:
     """Model-input tokens of each pair, truncated as every method here truncates it."""
     queries = engine.tokenize({q for q, _ in pairs}, engine.query_max_length(MAX_LENGTH))
     documents = engine.tokenize({d for _, d in pairs}, MAX_LENGTH)
-    return [len(engine.pair_ids(queries[q], documents[d], MAX_LENGTH)) for q, d in pairs]
+    return [len(engine.pair_input(queries[q], documents[d], MAX_LENGTH).ids) for q, d in pairs]
 
 
 def forward_flops(engine: Reranker, lengths: list[int]) -> float:

@@ -22,7 +22,11 @@ def line_error(number: int, error: ValidationError | str) -> LineError:
 def read_job_file(path: Path, options: JobOptions) -> JobSpec:
     """Parse and validate a JSONL job file; an error names the line and the field."""
     queries = []
-    with path.open(encoding="utf-8") as lines:
+    try:
+        lines = path.open(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"{path}: {error.strerror}", field="file") from error
+    with lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

@@ -74,6 +74,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(8), default=Priority.normal, server_default="normal")
     collection_id: Mapped[str | None] = mapped_column(ForeignKey("collections.id", ondelete="RESTRICT"))
+    # options.max_length cut to the model's limit, recorded by the worker that scores the first batch
+    # (the API never loads the model, so it cannot know the limit).
+    effective_max_length: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

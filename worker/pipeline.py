@@ -114,6 +114,7 @@ def _score(
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         store.fail_batch(session, batch_id, job_id, "job was cancelled while the batch ran")
         return
+    _record_max_length(session, job_id, reranker, options)
     results = [_result_row(pair.document_pk, pair.query_pk, s) for pair, s in zip(rows, scored, strict=True)]
     store.mark_truncated(
         session, {pair.query_pk for pair, s in zip(rows, scored, strict=True) if s.query_truncated}
@@ -130,6 +131,13 @@ def _score(
         seconds,
         len(rows) / max(seconds, 1e-9),
     )
+
+
+def _record_max_length(session: Session, job_id: str, reranker: Reranker, options: JobOptions) -> None:
+    """Put on the job the tokens per pair its model reads: the API cannot know the model's limit."""
+    max_length = reranker.effective_max_length(options.max_length)
+    if store.record_effective_max_length(session, job_id, max_length) and max_length < options.max_length:
+        log.info("job %s: max_length %d cut to %d, the model's limit", job_id, options.max_length, max_length)
 
 
 def _result_row(document_pk: int, query_pk: int, scored: ScoredDocument) -> store.ScoredRow:

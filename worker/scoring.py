@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from worker.chunking import aggregate, token_windows
 from worker.cleaning import Cleaned, clean, identity
-from worker.engine import Reranker
+from worker.engine import ModelInput, Reranker
 from worker.spec import ChunkingOptions, JobOptions
 
 
@@ -46,13 +46,13 @@ def score_pairs(
 ) -> list[ScoredDocument]:
     """Score each (query, document) pair as its document's windows; one result per pair, in order."""
     prepare = clean if options.clean_html else identity
-    max_length = options.max_length
+    max_length = reranker.effective_max_length(options.max_length)
     queries = {query: prepare(query).text for query, _ in pairs}
     query_ids = reranker.tokenize(queries.values())
     cut = reranker.query_max_length(max_length)
     documents = {document: prepare(document) for _, document in pairs}  # each distinct text once
     tokens = reranker.tokenize(cleaned.text for cleaned in documents.values())
-    inputs: list[list[int]] = []
+    inputs: list[ModelInput] = []
     plans = []
     for query, document in pairs:
         full = query_ids[queries[query]]
@@ -62,7 +62,7 @@ def score_pairs(
             len(ids), reranker.document_budget(q_ids, max_length), options.chunking, max_windows
         )
         plans.append((len(inputs), ranges, document, len(full) > cut))
-        inputs.extend(reranker.pair_ids(q_ids, ids[a:b], max_length) for a, b in ranges)
+        inputs.extend(reranker.pair_input(q_ids, ids[a:b], max_length) for a, b in ranges)
     # Character spans are needed only where a document was cut (into windows, or truncated).
     cut_documents = list(
         dict.fromkeys(d for _, r, d, _ in plans if r != [(0, len(tokens[documents[d].text]))])

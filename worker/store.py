@@ -274,6 +274,18 @@ def record_results(session: Session, batch_id: int, job_id: str, results: Sequen
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
 
 
+def record_effective_max_length(session: Session, job_id: str, max_length: int) -> bool:
+    """Note the tokens per pair the model reads for this job, once (the first scored batch does);
+    True when this call recorded it."""
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.effective_max_length.is_(None))
+        .values(effective_max_length=max_length)
+        .returning(Job.id)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
 def mark_truncated(session: Session, query_pks: set[int]) -> None:
     """Flag queries that were cut to fit the model (their results say so)."""
     if query_pks:

@@ -37,6 +37,11 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     options: JobOptions
+    effective_max_length: int | None = Field(
+        description="Tokens per pair the model reads: options.max_length, cut to the model's own limit"
+        " (its position embeddings, or its tokenizer's model_max_length if lower). Recorded by the"
+        " worker when it scores the job's first batch; null before."
+    )
     priority: Priority
     collection: str | None = Field(description="The collection a job reranks against, if any.")
 
@@ -64,6 +69,7 @@ class JobOut(BaseModel):
             finished_at=aware(job.finished_at),
             error=job.error,
             options=JobOptions.model_validate(job.options),
+            effective_max_length=job.effective_max_length,
             priority=Priority(job.priority),
             collection=job.collection_id,
         )

@@ -1,14 +1,26 @@
-"""The engine against FlagEmbedding's FlagReranker on the same model and pairs: raw logits within
-1e-4 in fp32, in input order, with truncation exactly where the reference truncates."""
+"""The engine against FlagEmbedding's FlagReranker and sentence-transformers' CrossEncoder on the
+same model and pairs, for each model family (XLM-R: no token types; BERT: token type ids, 512
+positions; random weights and a trained MiniLM): raw logits within 1e-4 in fp32, in input order,
+with truncation exactly where the reference truncates and no pair longer than the model reads."""
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
+)
 
-from worker.engine import Reranker, load_reranker
+from worker.engine import ModelInput, Reranker, load_reranker
 from worker.engine.batching import token_budget_batches
 from worker.engine.device import resolve_device, resolve_dtype
+from worker.engine.reranker import length_limit
+from worker.scoring import score_pairs
+from worker.spec import JobOptions
 
 LONG_EN = " ".join(f"word{i} of a long manual page about rotating keys" for i in range(400))
 LONG_ZH = "员工入职满一年后享有五天带薪年假，工作满十年的员工享有十天年假。" * 60
@@ -24,20 +36,144 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def flag(tiny_model: Path):  # type: ignore[no-untyped-def]
+# The issue's table: transformers with the tokenizer's own token type ids gives the first column;
+# the same model fed token type ids of 0 gave the second (what rerankq scored before).
+ISSUE_PAIRS = [
+    ("How many people live in Berlin?", "Berlin has a population of 3,520,031 registered inhabitants."),
+    ("how long to boil water", "The Eiffel Tower is located in Paris, France."),
+]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model loaded three ways: rerankq's engine and the two reference libraries."""
+
+    engine: Reranker
+    flag: Any  # FlagEmbedding.FlagReranker
+    cross: Any  # sentence_transformers.CrossEncoder
+
+
+@pytest.fixture(scope="module", params=["xlm-roberta-random", "bert-random", "minilm-trained"])
+def family(request: pytest.FixtureRequest) -> Family:
     from FlagEmbedding import FlagReranker
+    from sentence_transformers import CrossEncoder
 
-    return FlagReranker(str(tiny_model), use_fp16=False, devices="cpu")
+    fixtures = {
+        "xlm-roberta-random": ("tiny_model", "reranker"),
+        "bert-random": ("tiny_bert_model", "bert_reranker"),
+        "minilm-trained": ("trained_model", "trained_reranker"),
+    }
+    path_fixture, engine_fixture = fixtures[request.param]
+    path = str(request.getfixturevalue(path_fixture))
+    return Family(
+        request.getfixturevalue(engine_fixture),
+        FlagReranker(path, use_fp16=False, devices="cpu"),
+        CrossEncoder(path, device="cpu", activation_fn=torch.nn.Identity()),
+    )
 
 
-@pytest.mark.parametrize("max_length", [64, 512, 1024])
-def test_fp32_parity_with_flagembedding(reranker: Reranker, flag, max_length: int) -> None:  # type: ignore[no-untyped-def]
-    ours = reranker.score(PAIRS, max_length=max_length)
-    reference = flag.compute_score(PAIRS, max_length=max_length)
+@pytest.mark.parametrize("max_length", [64, 200, 1024])
+def test_fp32_parity_with_flagembedding_and_crossencoder(family: Family, max_length: int) -> None:
+    fits = family.engine.effective_max_length(max_length)  # both references crash past the model's limit
+    ours = family.engine.score(PAIRS, max_length=max_length)
+    reference = family.flag.compute_score(PAIRS, max_length=fits)
     assert len(ours) == len(PAIRS)
     assert max(abs(a - b) for a, b in zip(ours, reference, strict=True)) < 1e-4
     assert len(set(round(s, 4) for s in ours)) > 3  # the scores differ: the comparison means something
+    # CrossEncoder cuts the longer side of a pair instead of the query to 3/4 first: the same
+    # truncation wherever the query is the short side.
+    short_queries = [i for i, (query, _) in enumerate(PAIRS) if query != LONG_EN]
+    family.cross.max_seq_length = fits
+    cross = family.cross.predict([PAIRS[i] for i in short_queries], show_progress_bar=False)
+    assert max(abs(ours[i] - float(c)) for i, c in zip(short_queries, cross, strict=True)) < 1e-4
+
+
+def test_the_issues_table_scores_what_transformers_scores(
+    trained_model: Path, trained_reranker: Reranker
+) -> None:
+    tokenizer = trained_reranker.tokenizer
+    model = AutoModelForSequenceClassification.from_pretrained(trained_model).eval()
+    encoded = tokenizer(
+        [q for q, _ in ISSUE_PAIRS], [d for _, d in ISSUE_PAIRS], padding=True, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        own_types = model(**encoded).logits.view(-1).tolist()
+        zero_types = model(**{**encoded, "token_type_ids": torch.zeros_like(encoded["input_ids"])}).logits
+    assert own_types == pytest.approx([0.6433, -2.1093], abs=1e-4)
+    assert zero_types.view(-1).tolist() == pytest.approx([1.7620, -2.0933], abs=1e-4)
+    assert trained_reranker.score(ISSUE_PAIRS) == pytest.approx(own_types, abs=1e-4)
+
+
+def test_bert_pairs_carry_the_tokenizers_token_types(bert_reranker: Reranker, reranker: Reranker) -> None:
+    query, document = PAIRS[0]
+    q, d = (bert_reranker.tokenize([text])[text] for text in (query, document))
+    pair = bert_reranker.pair_input(q, d, 512)
+    assert pair.types == (0,) * (len(q) + 2) + (1,) * (len(d) + 1)  # [CLS] query [SEP] | document [SEP]
+    assert pair.types == tuple(bert_reranker.tokenizer(query, document)["token_type_ids"])
+    cut = bert_reranker.pair_input(q, d, len(q) + 5)  # the document truncated to two tokens
+    assert cut.types == (0,) * (len(q) + 2) + (1,) * 3
+    x = reranker.tokenize([query])[query]
+    assert reranker.pair_input(x, x, 512).types is None  # XLM-R takes no token types
+
+
+def test_inputs_differing_only_in_token_types_are_scored_apart(bert_reranker: Reranker) -> None:
+    query, document = PAIRS[0]
+    q, d = (bert_reranker.tokenize([text])[text] for text in (query, document))
+    pair = bert_reranker.pair_input(q, d, 512)
+    zeros = ModelInput(pair.ids, (0,) * len(pair.ids))
+    short = bert_reranker.pair_input(q, d[:3], 512)  # padded in the same batch as the others
+    together = bert_reranker.score_encoded([pair, zeros, short, pair])
+    alone = [bert_reranker.score_encoded([row])[0] for row in (pair, zeros, short, pair)]
+    assert together == pytest.approx(alone, abs=1e-5)
+    assert abs(together[0] - together[1]) > 1e-3
+
+
+def test_the_length_limit_is_the_models_own(
+    reranker: Reranker, bert_reranker: Reranker, trained_reranker: Reranker
+) -> None:
+    assert reranker.length_limit == 8192  # 8194 positions, less the 2 XLM-R reserves (pad id 1, + 1)
+    assert bert_reranker.length_limit == 512  # 512 positions, no offset
+    assert trained_reranker.length_limit == 256  # its tokenizer's model_max_length, below 512 positions
+    config = XLMRobertaConfig(
+        vocab_size=len(reranker.tokenizer),
+        max_position_embeddings=514,  # bge-reranker-base
+        pad_token_id=1,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        num_labels=1,
+    )
+    assert length_limit(XLMRobertaForSequenceClassification(config), reranker.tokenizer) == 512
+    assert bert_reranker.effective_max_length(1024) == 512 and bert_reranker.effective_max_length(300) == 300
+
+
+def test_a_pair_longer_than_the_model_is_cut_not_a_crash(bert_reranker: Reranker) -> None:
+    pairs = [("rotate the API key", LONG_EN), (LONG_EN, LONG_EN)]
+    assert bert_reranker.score(pairs, max_length=1024) == pytest.approx(
+        bert_reranker.score(pairs, 512), abs=1e-5
+    )
+    assert bert_reranker.query_max_length(1024) == 384
+
+
+def test_windows_fit_the_model_beside_the_query(
+    bert_reranker: Reranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[ModelInput] = []
+    score_encoded = bert_reranker.score_encoded
+
+    def spy(inputs: list[ModelInput]) -> list[float]:
+        seen.extend(inputs)
+        return score_encoded(inputs)
+
+    monkeypatch.setattr(bert_reranker, "score_encoded", spy)
+    options = JobOptions()  # max_length 1024, windows of 512 tokens: more than this model reads
+    [scored] = score_pairs(bert_reranker, [("rotate the API key without downtime", LONG_EN)], options, 128)
+    assert options.max_length == 1024 and len(scored.windows) == len(seen) > 4
+    assert max(len(row.ids) for row in seen) == 512
+    assert all(
+        row.types is not None and row.types.count(1) == len(row.ids) - row.types.count(0) for row in seen
+    )
 
 
 def test_order_and_duplicates(reranker: Reranker) -> None:
@@ -51,13 +187,13 @@ def test_order_and_duplicates(reranker: Reranker) -> None:
 def test_pairs_are_truncated_on_the_document_side(reranker: Reranker) -> None:
     queries = reranker.tokenize([PAIRS[0][0], LONG_EN], reranker.query_max_length(128))
     documents = reranker.tokenize([PAIRS[0][1], LONG_EN, PAIRS[5][1]])
-    short = reranker.pair_ids(queries[PAIRS[0][0]], documents[PAIRS[0][1]], 128)
-    long_doc = reranker.pair_ids(queries[PAIRS[0][0]], documents[LONG_EN], 128)
-    long_query = reranker.pair_ids(queries[LONG_EN], documents[PAIRS[5][1]], 128)
-    assert len(short) < 128
-    assert len(long_doc) == 128
+    short = reranker.pair_input(queries[PAIRS[0][0]], documents[PAIRS[0][1]], 128)
+    long_doc = reranker.pair_input(queries[PAIRS[0][0]], documents[LONG_EN], 128)
+    long_query = reranker.pair_input(queries[LONG_EN], documents[PAIRS[5][1]], 128)
+    assert len(short.ids) < 128
+    assert len(long_doc.ids) == 128
     assert len(queries[LONG_EN]) == 96  # cut to 3/4 of max_length
-    assert long_query[1:97] == documents[LONG_EN][:96]
+    assert list(long_query.ids[1:97]) == documents[LONG_EN][:96]
 
 
 def test_spans_map_tokens_to_the_text(reranker: Reranker) -> None:

@@ -6,6 +6,6 @@ raw = reranker.score([("what is panda?", "The giant panda is a bear.")], max_len
 """
 
 from worker.engine.loader import load_reranker
-from worker.engine.reranker import Pair, Reranker
+from worker.engine.reranker import ModelInput, Pair, Reranker
 
-__all__ = ["Pair", "Reranker", "load_reranker"]
+__all__ = ["ModelInput", "Pair", "Reranker", "load_reranker"]

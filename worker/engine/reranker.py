@@ -1,12 +1,14 @@
 """The scoring engine: (query, document) pairs in, raw logits out, in input order.
 
 Tokenization follows FlagEmbedding's FlagReranker (query cut to 3/4 of max_length, no special
-tokens, the pair truncated on the document side), so fp32 scores match it; batching does not:
-pairs are length-sorted and grouped by a padded-token budget, each distinct text is tokenized
-once and each distinct model input scored once."""
+tokens, the pair truncated on the document side, the tokenizer's own token type ids), so fp32
+scores match it; batching does not: pairs are length-sorted and grouped by a padded-token budget,
+each distinct text is tokenized once and each distinct model input scored once. No pair is longer
+than the model reads (`Reranker.length_limit`), whatever max_length is asked for."""
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +19,26 @@ from worker.engine.batching import token_budget_batches
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInput:
+    """One pair as the model reads it: token ids with special tokens, and the token type ids
+    (0 on `[CLS] query [SEP]`, 1 on `document [SEP]` for BERT) of models that take them."""
+
+    ids: tuple[int, ...]
+    types: tuple[int, ...] | None
+
+
+def length_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest input `model` reads: its position embeddings, less the ids RoBERTa-style models
+    reserve (their positions start after the padding id), and no more than the tokenizer's
+    `model_max_length` (huge when the tokenizer does not set one)."""
+    positions: int = getattr(model.config, "max_position_embeddings", tokenizer.model_max_length)
+    embeddings = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    padding = getattr(embeddings, "padding_idx", None)
+    reserved = padding + 1 if padding is not None else 0
+    return min(positions - reserved, tokenizer.model_max_length)
 
 
 class Reranker:
@@ -40,19 +62,24 @@ class Reranker:
         self._special = tokenizer.num_special_tokens_to_add(pair=True)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._type_ids = "token_type_ids" in tokenizer.model_input_names
+        self.length_limit = length_limit(model, tokenizer)
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
         """Raw logits of `pairs` in input order."""
         if not pairs:
             return []
         queries = self.tokenize({q for q, _ in pairs}, self.query_max_length(max_length))
-        documents = self.tokenize({d for _, d in pairs}, max_length)
-        return self.score_encoded([self.pair_ids(queries[q], documents[d], max_length) for q, d in pairs])
+        documents = self.tokenize({d for _, d in pairs}, self.effective_max_length(max_length))
+        return self.score_encoded([self.pair_input(queries[q], documents[d], max_length) for q, d in pairs])
 
-    @staticmethod
-    def query_max_length(max_length: int) -> int:
+    def effective_max_length(self, max_length: int) -> int:
+        """Tokens per pair this model reads when `max_length` is asked for: no more than its limit
+        (FlagReranker and CrossEncoder crash past it; this engine cuts)."""
+        return min(max_length, self.length_limit)
+
+    def query_max_length(self, max_length: int) -> int:
         """FlagReranker's cut: a query keeps at most 3/4 of the pair's tokens."""
-        return max_length * 3 // 4
+        return self.effective_max_length(max_length) * 3 // 4
 
     def tokenize(self, texts: Iterable[str], max_length: int | None = None) -> dict[str, list[int]]:
         """Token ids (no special tokens) of each distinct text, cut to `max_length` when given."""
@@ -77,53 +104,62 @@ class Reranker:
         ]
 
     def document_budget(self, query_ids: Sequence[int], max_length: int) -> int:
-        """How many document tokens fit beside this query in a pair of `max_length` tokens."""
-        return max(0, max_length - self._special - len(query_ids))
+        """How many document tokens fit beside this query in a pair of `max_length` tokens (cut to
+        the model's limit)."""
+        return max(0, self.effective_max_length(max_length) - self._special - len(query_ids))
 
-    def pair_ids(self, query_ids: list[int], document_ids: list[int], max_length: int) -> list[int]:
-        """One model input as FlagReranker builds it: the pair truncated on the document side."""
+    def pair_input(self, query_ids: list[int], document_ids: list[int], max_length: int) -> ModelInput:
+        """One model input as FlagReranker builds it: the pair truncated on the document side, with
+        the token type ids the tokenizer gives that truncated pair."""
         kept = document_ids[: self.document_budget(query_ids, max_length)]
-        ids: list[int] = self.tokenizer.build_inputs_with_special_tokens(query_ids, kept)
-        return ids
+        ids = self.tokenizer.build_inputs_with_special_tokens(query_ids, kept)
+        if not self._type_ids:
+            return ModelInput(tuple(ids), None)
+        types = self.tokenizer.create_token_type_ids_from_sequences(query_ids, kept)
+        return ModelInput(tuple(ids), tuple(types))
 
     @torch.inference_mode()
-    def score_encoded(self, encoded: Sequence[list[int]]) -> list[float]:
+    def score_encoded(self, encoded: Sequence[ModelInput]) -> list[float]:
         """Raw logits of model inputs in input order, batched by the padded-token budget;
         identical inputs are scored once. The logits stay on the device until one copy at the
         end, so the host never waits for a batch (on a GPU, the next batch is queued meanwhile)."""
         if not encoded:
             return []
-        distinct = list(dict.fromkeys(tuple(ids) for ids in encoded))
-        batches = token_budget_batches([len(ids) for ids in distinct], self.batch_tokens)
+        distinct = list(dict.fromkeys(encoded))
+        batches = token_budget_batches([len(row.ids) for row in distinct], self.batch_tokens)
         logits = torch.cat([self._forward([distinct[i] for i in batch]) for batch in batches])
         order = (distinct[i] for batch in batches for i in batch)
         by_input = dict(zip(order, logits.cpu().tolist(), strict=True))
-        return [by_input[tuple(ids)] for ids in encoded]
+        return [by_input[row] for row in encoded]
 
-    def _forward(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    def _forward(self, rows: Sequence[ModelInput]) -> torch.Tensor:
         """Logits of one padded batch; on out-of-memory the batch is split in two and retried."""
         try:
             return self.model(**self._tensors(rows)).logits.view(-1).float()
         except torch.OutOfMemoryError:
             if len(rows) == 1:
                 raise
-            log.warning("out of memory on %d pairs x %d tokens: splitting", len(rows), len(rows[0]))
+            log.warning("out of memory on %d pairs x %d tokens: splitting", len(rows), len(rows[0].ids))
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = len(rows) // 2
             return torch.cat([self._forward(rows[:half]), self._forward(rows[half:])])
 
-    def _tensors(self, rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(row) for row in rows)
+    def _tensors(self, rows: Sequence[ModelInput]) -> dict[str, torch.Tensor]:
+        width = max(len(row.ids) for row in rows)
         ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        tensors = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+            ids[i, : len(row.ids)] = row.ids
+            mask[i, : len(row.ids)] = 1
+            if row.types is not None:
+                types[i, : len(row.types)] = row.types
+        arrays = {"input_ids": ids, "attention_mask": mask}
         if self._type_ids:
-            tensors["token_type_ids"] = torch.zeros_like(tensors["input_ids"])
+            arrays["token_type_ids"] = types
         pin = self.device.type == "cuda"
+        tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
         return {
             k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in tensors.items()
         }
