@@ -255,7 +255,7 @@ def run(
 @app.command("build-test-model")
 def build_test_model(
     path: Path,
-    shape: Annotated[str, typer.Option(help="tiny | base | v2-m3")] = "tiny",
+    shape: Annotated[str, typer.Option(help="tiny | base | v2-m3 (XLM-R) | bert-tiny (BERT)")] = "tiny",
 ) -> None:
     """Write a random-weight cross-encoder (trained tokenizer) for offline tests; scores mean nothing."""
     from worker.engine.random_model import build_random_reranker

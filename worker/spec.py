@@ -110,7 +110,8 @@ class JobOptions(_Strict):
         1024,
         ge=16,
         le=8192,
-        description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024).",
+        description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024), cut to what the"
+        " model reads (the job's effective_max_length).",
     )
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
