@@ -29,19 +29,25 @@ class BatchStatus(StrEnum):
     queued = "queued"  #: on the queue
     running = "running"  #: claimed by a worker (again, after a worker died holding it)
     done = "done"  #: its results are stored
-    failed = "failed"  #: gave up: too many deliveries, an error, or its job stopped
+    failed = "failed"  #: gave up: too many deliveries, or an error
+    cancelled = "cancelled"  #: not scored because its job was cancelled (its pairs count as cancelled)
 
 
 # A pending batch may be claimed or finished too: its task may have been enqueued by a worker that
 # died before the release committed; a running one may be claimed again when it is re-delivered.
 BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.pending: frozenset(
-        {BatchStatus.queued, BatchStatus.running, BatchStatus.done, BatchStatus.failed}
+        {BatchStatus.queued, BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
     ),
-    BatchStatus.queued: frozenset({BatchStatus.running, BatchStatus.done, BatchStatus.failed}),
-    BatchStatus.running: frozenset({BatchStatus.running, BatchStatus.done, BatchStatus.failed}),
+    BatchStatus.queued: frozenset(
+        {BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
+    ),
+    BatchStatus.running: frozenset(
+        {BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
+    ),
     BatchStatus.done: frozenset(),
     BatchStatus.failed: frozenset(),
+    BatchStatus.cancelled: frozenset(),
 }
 OPEN_BATCH = (BatchStatus.queued, BatchStatus.running)
 

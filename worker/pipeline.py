@@ -81,8 +81,8 @@ def score_batch(session: Session, batch_id: int, reranker: Reranker, limits: Lim
         return _followups(session, store.batch_job_id(session, batch_id), limits)
     job_id, attempts = claim
     job = store.get_job(session, job_id)
-    if job.status != JobStatus.running:
-        store.fail_batch(session, batch_id, job_id, f"job is {job.status}")
+    if job.status != JobStatus.running:  # cancelled since this batch was queued
+        store.skip_batch(session, batch_id, job_id)
     elif attempts > limits.max_attempts:
         log.error("batch %d of job %s failed: delivered %d times", batch_id, job_id, attempts)
         store.fail_batch(session, batch_id, job_id, f"gave up after {limits.max_attempts} attempts")
@@ -112,7 +112,7 @@ def _score(
     rows = store.batch_pairs(session, batch_id)
     scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
-        store.fail_batch(session, batch_id, job_id, "job was cancelled while the batch ran")
+        store.skip_batch(session, batch_id, job_id)
         return
     _record_max_length(session, job_id, reranker, options)
     results = [_result_row(pair.document_pk, pair.query_pk, s) for pair, s in zip(rows, scored, strict=True)]

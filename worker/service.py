@@ -80,6 +80,7 @@ def cancel_job(session: Session, job_id: str) -> JobOut:
     job = store.get_job(session, job_id)
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
+    store.cancel_batches(session, job_id)
     store.rank_results(session, job_id)
     session.commit()
     return job_view(session, store.get_job(session, job_id))

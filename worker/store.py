@@ -78,9 +78,11 @@ def get_job(session: Session, job_id: str) -> Job:
 
 
 def lock_job_status(session: Session, job_id: str) -> str:
-    """A job's status, with its row locked until commit (PostgreSQL), so a cancel cannot slip in
-    between this check and the write that depends on it."""
-    return session.execute(select(Job.status).where(Job.id == job_id).with_for_update()).scalar_one()
+    """A job's status, with its row locked until commit, so a cancel cannot slip in between this
+    check and the write that depends on it. A no-op UPDATE rather than SELECT … FOR UPDATE: SQLite
+    has no row locks, and an UPDATE takes its write lock there too."""
+    stmt = update(Job).where(Job.id == job_id).values(status=Job.status).returning(Job.status)
+    return session.execute(stmt.execution_options(synchronize_session=False)).scalar_one()
 
 
 def list_jobs(session: Session, status: JobStatus | None, limit: int) -> Sequence[Job]:
@@ -297,6 +299,19 @@ def fail_batch(session: Session, batch_id: int, job_id: str, error: str) -> bool
     return _finish_batch(session, batch_id, job_id, BatchStatus.failed, Job.failed_pairs, error)
 
 
+def skip_batch(session: Session, batch_id: int, job_id: str) -> bool:
+    """Mark a batch of a cancelled job cancelled: not scored, not failed (no counter moves: a
+    cancelled job's unscored pairs are what done and failed leave of its total)."""
+    return _finish_batch(session, batch_id, job_id, BatchStatus.cancelled, None, None)
+
+
+def cancel_batches(session: Session, job_id: str) -> None:
+    """Cancel a job's batches that no worker holds (a running one is skipped when it finishes)."""
+    unheld = (BatchStatus.pending, BatchStatus.queued)
+    stmt = update(Batch).where(Batch.job_id == job_id, Batch.status.in_(unheld))
+    session.execute(stmt.values(status=BatchStatus.cancelled, finished_at=utcnow()))
+
+
 def _finish_batch(
     session: Session, batch_id: int, job_id: str, status: BatchStatus, counter: Any, error: str | None
 ) -> bool:
@@ -309,6 +324,8 @@ def _finish_batch(
     pairs = session.execute(stmt).scalar_one_or_none()
     if pairs is None:
         return False
+    if counter is None:
+        return True
     column = counter.key
     session.execute(
         update(Job)

@@ -17,6 +17,9 @@ class Progress(BaseModel):
     total: int = Field(description="Pairs in the job.")
     done: int = Field(description="Pairs scored.")
     failed: int = Field(description="Pairs whose batch failed.")
+    cancelled: int = Field(
+        description="Pairs left unscored by a cancel (done + failed + cancelled = total once finished)."
+    )
     pairs_per_second: float | None = Field(
         description="While running: pairs scored in the last 60 s divided by the seconds of that minute"
         " the job ran (the whole run's average when no batch finished in it); once finished: the whole"
@@ -49,13 +52,14 @@ class JobOut(BaseModel):
     def from_row(cls, job: Job, rate: float | None) -> "JobOut":
         """A job as a client sees it, with its rate (pairs per second) and the ETA that follows."""
         eta: float | None = None
+        remaining = job.total_pairs - job.done_pairs - job.failed_pairs
         if rate is not None:
-            remaining = job.total_pairs - job.done_pairs - job.failed_pairs
             eta = 0.0 if job.status in FINISHED else remaining / rate
         progress = Progress(
             total=job.total_pairs,
             done=job.done_pairs,
             failed=job.failed_pairs,
+            cancelled=remaining if job.status == JobStatus.cancelled else 0,
             pairs_per_second=rate,
             eta_seconds=eta,
         )

@@ -6,10 +6,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from tests.integration.conftest import make_client
 from tests.integration.helpers import job_body, wait_for
 from worker.engine import Reranker
+from worker.lifecycle import BatchStatus
+from worker.models import Batch
 
 
 def test_submit_poll_and_page_through_results(client: TestClient) -> None:
@@ -110,18 +114,26 @@ def test_bad_requests_lose_nothing_accepted(client: TestClient) -> None:
     assert len(client.get(f"/v1/jobs/{first['id']}/results").json()["results"]) == 3
 
 
-def test_cancel(client: TestClient) -> None:
+def test_cancel(client: TestClient, session: Session) -> None:
     job = client.post("/v1/jobs", json=job_body(queries=4, documents=40)).json()
     cancelled = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     again = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409 and again.json()["field"] == "status"
-    time.sleep(2)  # a batch that was running when the cancel came has finished by now
+    # The batch a worker held when the cancel came is skipped, not scored: nothing moves after it.
+    held = select(func.count()).where(Batch.job_id == job["id"], Batch.status == BatchStatus.running)
+    deadline = time.monotonic() + 60
+    while session.scalar(held) and time.monotonic() < deadline:
+        session.rollback()
+        time.sleep(0.1)
     final = client.get(f"/v1/jobs/{job['id']}").json()
-    assert final["status"] == "cancelled" and final["progress"]["done"] < 160
+    progress = final["progress"]
+    assert final["status"] == "cancelled" and progress["done"] == cancelled.json()["progress"]["done"]
+    assert progress["done"] + progress["failed"] + progress["cancelled"] == progress["total"] == 160
+    assert progress["failed"] == 0 and progress["cancelled"] > 0
     results = client.get(f"/v1/jobs/{job['id']}/results", params={"limit": 1000}).json()["results"]
-    assert len(results) == final["progress"]["done"]  # every scored pair is ranked, nothing after the cancel
+    assert len(results) == progress["done"]  # every scored pair is ranked, nothing after the cancel
 
 
 def test_healthz(client: TestClient) -> None:

@@ -26,6 +26,7 @@ def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> Non
         "total": 21,
         "done": 21,
         "failed": 0,
+        "cancelled": 0,
         "pairs_per_second": None,
         "eta_seconds": 0.0,
     }
@@ -108,7 +109,15 @@ def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> N
         assert pipeline.score_batch(session, batch_id, reranker, limits()).batches == []
     assert [r["rank"] for r in results(session, job_id)] == [1, 2]
     job = service.job_status(session, job_id).model_dump()
-    assert job["progress"]["done"] == 2 and job["finished_at"] is not None
+    assert job["finished_at"] is not None
+    assert {k: job["progress"][k] for k in ("total", "done", "failed", "cancelled")} == {
+        "total": 6,
+        "done": 2,
+        "failed": 0,
+        "cancelled": 4,
+    }
+    statuses = session.scalars(select(Batch.status).where(Batch.job_id == job_id).order_by(Batch.number))
+    assert list(statuses) == [BatchStatus.done, BatchStatus.cancelled, BatchStatus.cancelled]
     with pytest.raises(Conflict):
         service.cancel_job(session, job_id)
 
