@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from worker.config import Settings
 from worker.db import session_factory
+from worker.migrate import require_schema
 from worker.queue import JobQueue
 from worker.service import Enqueue
 
@@ -23,7 +24,10 @@ def queue(request: Request) -> JobQueue:
 
 
 def session(request: Request) -> Iterator[Session]:
-    db = session_factory(settings(request).database_url)()
+    """A session on a migrated database (a 503 that says `rerankq migrate` otherwise)."""
+    url = settings(request).database_url
+    require_schema(url)
+    db = session_factory(url)()
     try:
         yield db
     finally:

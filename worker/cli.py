@@ -6,16 +6,20 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from worker.config import get_settings
+from worker.config import Settings, get_settings, parse_device
+from worker.db import database_problem
 from worker.errors import RerankError
+from worker.export import check_output
 from worker.spec import JobOptions
 
 app = typer.Typer(
@@ -29,10 +33,38 @@ ApiUrl = Annotated[str, typer.Option(envvar="RERANK_API_URL", help="Base URL of 
 DEFAULT_API = "http://127.0.0.1:8000"
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+# Exit codes (README, CLI): 0 done; 1 the API refused the request; 2 bad input, configuration,
+# or a service that cannot be reached; a job that ran but did not complete: 3 failed, 4 cancelled.
+REFUSED, UNUSABLE = 1, 2
+JOB_EXIT = {"completed": 0, "failed": 3, "cancelled": 4}
+
+
+def fail(message: str, code: int = UNUSABLE) -> NoReturn:
     """One plain line on stderr and a non-zero exit: what a person needs, no traceback."""
-    typer.echo(f"rerankq: {message}", err=True)
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    typer.echo(f"rerankq: {first}", err=True)
     raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    """The environment's Settings; a bad RERANK_ variable is one line naming it."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        fail(f"RERANK_{str(first['loc'][0]).upper()}: {first['msg']}")
+
+
+@contextmanager
+def plainly(settings: Settings) -> Iterator[None]:
+    """What a person can fix, as one line: a bad file, a model or device that cannot be loaded, a
+    database that cannot be reached or has no schema."""
+    try:
+        yield
+    except RerankError as error:
+        fail(error.message)
+    except SQLAlchemyError as error:
+        fail(database_problem(settings.database_url, error))
 
 
 def _logging(level: str) -> None:
@@ -42,10 +74,13 @@ def _logging(level: str) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (Alembic upgrade head)."""
+    from worker.db import shown
     from worker.migrate import upgrade
 
-    upgrade(get_settings().database_url)
-    typer.echo("database is at the newest schema")
+    settings = _settings()
+    with plainly(settings):
+        upgrade(settings.database_url)
+    typer.echo(f"database {shown(settings.database_url)} is at the newest schema")
 
 
 @app.command()
@@ -65,15 +100,22 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: RERANK_QUEUE)")] = None,
     loglevel: str = "info",
 ) -> None:
-    """Run a Celery worker: one process, one model, loaded once before the first task."""
-    settings = get_settings()
+    """Run a Celery worker: one process, one model, loaded once before the first task. It refuses
+    to start on a database without the newest schema (it would take tasks it cannot store)."""
+    settings = _settings()
     if device:
-        settings = settings.model_copy(update={"device": device})
+        try:
+            settings = settings.model_copy(update={"device": parse_device(device)})
+        except ValueError as error:
+            fail(f"--device: {error}")
     _logging(loglevel)
+    from worker.migrate import require_schema
     from worker.tasks import Tasks
 
-    tasks = Tasks(settings)
-    name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
+    with plainly(settings):
+        require_schema(settings.database_url)
+        tasks = Tasks(settings)
+        name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
     tasks.app.worker_main(
         [
             "worker",
@@ -104,6 +146,7 @@ def _options(
 
 
 NDJSON = {"content-type": "application/x-ndjson"}
+OUTPUT_HELP = "out.jsonl, out.csv or out.parquet (any case); - writes JSONL to stdout"
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False)]
 Threshold = Annotated[float | None, typer.Option(help="Relevant when score > threshold (default 0.5).")]
 TopK = Annotated[int | None, typer.Option(help="Results kept per query.")]
@@ -119,7 +162,12 @@ def _unreachable(url: str, error: httpx.TransportError) -> NoReturn:
 
 
 def _refused(response: httpx.Response) -> NoReturn:
-    fail(f"error {response.status_code}: {response.json().get('error', response.text)}", code=1)
+    """The API's error in one line: its JSON `error`, or the first line of any other body."""
+    try:
+        message = str(response.json().get("error", response.text))
+    except ValueError:
+        message = response.text.strip() or response.reason_phrase
+    fail(f"error {response.status_code}: {message}", code=REFUSED)
 
 
 def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -129,7 +177,12 @@ def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         _unreachable(url, error)
     if response.status_code >= 400:
         _refused(response)
-    body: dict[str, Any] = response.json()
+    if not response.content:
+        return {}
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        fail(f"{url} answered {response.status_code} with a body that is not JSON; is it rerankq's API?")
     return body
 
 
@@ -176,7 +229,15 @@ def submit(
     typer.echo(job["id"])
     if wait:
         job = _follow(api_url, job["id"])
-        typer.echo(f"job {job['id']} {job['status']}", err=True)
+        _outcome(job)
+
+
+def _outcome(job: dict[str, Any]) -> None:
+    """Say how a job ended; exit non-zero unless it completed (3 failed, 4 cancelled)."""
+    error = f": {job['error']}" if job.get("error") else ""
+    typer.echo(f"job {job['id']} {job['status']}{error}", err=True)
+    if code := JOB_EXIT.get(job["status"], 0):
+        raise typer.Exit(code)
 
 
 @app.command("upload-collection")
@@ -210,12 +271,13 @@ def status(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
 @app.command()
 def results(
     job_id: str,
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl, out.csv or out.parquet")],
+    output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)],
     api_url: ApiUrl = DEFAULT_API,
 ) -> None:
     """Download every ranked result of a finished job, streamed: memory stays flat for any size."""
     from worker.export import write_results
 
+    _checked(output)
     url = f"{api_url}/v1/jobs/{job_id}/results.jsonl"
     try:
         with httpx.stream("GET", url, timeout=60) as response:
@@ -231,25 +293,37 @@ def results(
 @app.command()
 def run(
     file: Path,
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.jsonl, out.csv or out.parquet")] = Path(
-        "results.jsonl"
-    ),
+    output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)] = Path("results.jsonl"),
     threshold: Threshold = None,
     top_k: TopK = None,
     max_length: MaxLength = None,
     chunking: Chunking = True,
     clean_html: CleanHtml = True,
+    keep: Annotated[bool, typer.Option(help="Keep the job in the database after writing results.")] = False,
 ) -> None:
-    """The whole pipeline on this machine: no servers, the embedded database, an in-process worker."""
+    """The whole pipeline on this machine: no servers, the database of RERANK_DATABASE_URL (the
+    embedded ./rerankq.db by default), an in-process worker. Its job is deleted once the results
+    are written (--keep keeps it)."""
+    from worker.db import shown
     from worker.embedded import run_file
 
     _logging("warning")
+    settings = _settings()
+    options = _options(threshold, top_k, max_length, chunking, clean_html)
+    _checked(output)
+    with plainly(settings):
+        count, job = run_file(file, output, options, settings, keep)
+    where = f"kept in {shown(settings.database_url)}" if keep else "deleted"
+    typer.echo(f"job {job.id} {job.status}: {count} results written to {output} (job {where})", err=True)
+    _outcome(job.model_dump(mode="json"))
+
+
+def _checked(output: Path) -> None:
+    """Refuse an output file that cannot be written before any work is done."""
     try:
-        options = _options(threshold, top_k, max_length, chunking, clean_html)
-        count, job = run_file(file, output, options, get_settings())
+        check_output(output)
     except RerankError as error:
-        fail(error.message)
-    typer.echo(f"job {job.id} {job.status}: {count} results written to {output}", err=True)
+        fail(f"-o {output}: {error.message}")
 
 
 @app.command("build-test-model")

@@ -1,12 +1,32 @@
 """Settings: the one place rerankq's defaults live (environment variables prefixed RERANK_)."""
 
+import re
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Dtype = Literal["auto", "fp32", "fp16", "bf16"]
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def parse_device(device: str) -> str:
+    """A device as torch names it; `gpu` (and `gpu:N`) is read as `cuda` (`cuda:N`)."""
+    name = device.strip().lower()
+    name = "cuda" + name[3:] if name.startswith("gpu") else name
+    if not DEVICE.fullmatch(name):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N (gpu means cuda)")
+    return name
+
+
+def psycopg_url(url: str) -> str:
+    """`postgresql://` and `postgres://`, the forms everyone copies, on psycopg 3 (the driver
+    rerankq installs; SQLAlchemy would look for psycopg2)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
 
 
 class Settings(BaseSettings):
@@ -38,6 +58,20 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         3600, ge=1, description="Seconds before Redis re-delivers an unacked task."
     )
+
+    retention_days: float = Field(
+        0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        return psycopg_url(url)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        return parse_device(device)
 
 
 @lru_cache

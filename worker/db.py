@@ -5,7 +5,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 
@@ -20,6 +21,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def shown(url: str) -> str:
+    """A database URL fit for a message: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # an unparsable URL is shown as given: it has no password to hide
+        return url
+
+
+def database_problem(url: str, error: SQLAlchemyError) -> str:
+    """A database error as one line naming the database: no such database, wrong password,
+    unreachable host, unknown driver."""
+    cause = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"cannot use the database at {shown(url)}: {lines[0] if lines else type(cause).__name__}"
 
 
 @lru_cache

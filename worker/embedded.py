@@ -18,8 +18,11 @@ from worker.spec import JobOptions
 from worker.views import JobOut
 
 
-def run_file(path: Path, output: Path, options: JobOptions, settings: Settings) -> tuple[int, JobOut]:
-    """Rerank every query of a JSONL job file and write the ranked results to `output`."""
+def run_file(
+    path: Path, output: Path, options: JobOptions, settings: Settings, keep: bool = False
+) -> tuple[int, JobOut]:
+    """Rerank every query of a JSONL job file and write the ranked results to `output`; the job is
+    deleted afterwards unless `keep` (so the embedded database does not grow run after run)."""
     spec = read_job_file(path, options)
     upgrade(settings.database_url)
     reranker = load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
@@ -35,4 +38,7 @@ def run_file(path: Path, output: Path, options: JobOptions, settings: Settings) 
             pipeline.run_job(session, job.id, reranker, pipeline.Limits.from_settings(settings), advance)
         rows = (row for page in records(service.export_pages(session, job.id)) for row in page)
         count = write_results(rows, output)
-        return count, service.job_status(session, job.id)
+        finished = service.job_status(session, job.id)
+        if not keep:
+            service.delete_job(session, job.id)
+        return count, finished

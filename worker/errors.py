@@ -24,3 +24,20 @@ class Conflict(RerankError):
 
 class InvalidInput(RerankError):
     status_code = 422
+
+
+class Unavailable(RerankError):
+    """A backing service could not take the work; nothing was accepted."""
+
+    status_code = 503
+
+
+class SchemaMissing(Unavailable):
+    """The database has no rerankq schema (or an older one): `rerankq migrate` has not run."""
+
+
+class ModelLoadError(RerankError):
+    """The reranker cannot be loaded (no such directory, no hub, no such device); one line that
+    says what to set, for the CLI and the worker's log alike."""
+
+    status_code = 503

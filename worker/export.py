@@ -6,10 +6,13 @@ import csv
 import io
 import itertools
 import json
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from worker.errors import InvalidInput
 from worker.views import ResultOut
 
 # One result as the JSON object an export writes.
@@ -57,18 +60,52 @@ def _pages(rows: Iterable[Record]) -> Iterator[list[Record]]:
         yield page
 
 
+STDOUT = Path("-")
+FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def output_format(path: Path) -> str:
+    """jsonl, csv or parquet, by the extension in any case; `-` (stdout) is JSONL."""
+    if path == STDOUT:
+        return "jsonl"
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        found = path.suffix or "none"
+        raise InvalidInput(f"extension {found!r} unknown: use .jsonl, .csv or .parquet, or - for stdout")
+    return kind
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output path that could not be written (format, directory), before any work."""
+    output_format(path)
+    if path == STDOUT:
+        return
+    if path.is_dir():
+        raise InvalidInput("is a directory")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"no such directory {str(path.parent)!r}")
+    if not os.access(path.parent, os.W_OK):
+        raise InvalidInput(f"directory {str(path.parent)!r} is not writable")
+
+
 def write_results(rows: Iterable[Record], path: Path) -> int:
-    """Write result rows to `path` (.csv, .parquet, else JSONL) a page at a time, so a job of any
-    size fits in memory; returns how many were written."""
-    if path.suffix == ".parquet":
+    """Write result rows to `path` (see output_format) a page at a time, so a job of any size fits
+    in memory; returns how many were written."""
+    kind = output_format(path)
+    if kind == "parquet":
         return _write_parquet(rows, path)
-    csv_format = path.suffix == ".csv"
-    count = 0
+    if path == STDOUT:
+        return _write_text(rows, sys.stdout, csv_format=False)
     with path.open("w", encoding="utf-8", newline="") as out:
-        out.write(CSV_HEADER if csv_format else "")
-        for page in _pages(rows):
-            out.write(format_rows(page, csv_format))
-            count += len(page)
+        return _write_text(rows, out, csv_format=kind == "csv")
+
+
+def _write_text(rows: Iterable[Record], out: TextIO, csv_format: bool) -> int:
+    count = 0
+    out.write(CSV_HEADER if csv_format else "")
+    for page in _pages(rows):
+        out.write(format_rows(page, csv_format))
+        count += len(page)
     return count
 
 

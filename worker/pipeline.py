@@ -60,6 +60,9 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
         store.plan_batches(session, job_id, limits.task_pairs)
         store.transition(session, job_id, JobStatus.running)
         log.info("job %s planned: %d pairs", job_id, job.total_pairs)
+        if job.total_pairs == 0:  # nothing to score (an empty collection): no batch would finish it
+            finalize_job(session, job_id)
+            return []
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
@@ -166,7 +169,9 @@ def finalize_job(session: Session, job_id: str) -> None:
         return
     store.rank_results(session, job_id)
     if job.done_pairs == 0 and job.total_pairs > 0:
-        store.transition(session, job_id, JobStatus.failed, error="every batch failed; see the worker logs")
+        cause = store.batch_errors(session, job_id, limit=1)
+        why = f"every batch failed; the first: {cause[0].error}" if cause else "every batch failed"
+        store.transition(session, job_id, JobStatus.failed, error=why)
     else:
         store.transition(session, job_id, JobStatus.completed)
     if job.total_pairs >= LARGE_JOB_PAIRS:

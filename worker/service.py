@@ -10,19 +10,12 @@ from sqlalchemy.orm import Session
 
 from worker import collection, store
 from worker.config import Settings
-from worker.errors import Conflict, InvalidInput, NotFound, RerankError
+from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
 from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
 from worker.views import JobOut, ResultOut, ResultsPage
-
-
-class Unavailable(RerankError):
-    """A backing service (the broker) could not take the work; nothing was accepted."""
-
-    status_code = 503
-
 
 Enqueue = Callable[[str, Priority], None]
 
@@ -84,6 +77,26 @@ def cancel_job(session: Session, job_id: str) -> JobOut:
     store.rank_results(session, job_id)
     session.commit()
     return job_view(session, store.get_job(session, job_id))
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    """Delete a finished job with its results (a queued or running one is cancelled first)."""
+    job = store.get_job(session, job_id)
+    if job.status not in FINISHED:
+        raise Conflict(f"job {job_id} is {job.status}: cancel it first", field="status")
+    store.delete_job(session, job_id)
+    session.commit()
+
+
+def purge_expired(session: Session, retention_days: float) -> int:
+    """Delete the jobs that finished more than `retention_days` ago (none when it is 0); how many."""
+    if retention_days <= 0:
+        return 0
+    expired = store.expired_jobs(session, utcnow() - timedelta(days=retention_days))
+    for job_id in expired:
+        store.delete_job(session, job_id)
+        session.commit()
+    return len(expired)
 
 
 # The period of a running job's rate: long enough to span several batches, short enough to follow

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import uuid4
 
-from sqlalchemy import func, insert, literal, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,6 +75,18 @@ def get_job(session: Session, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"no job with id {job_id!r}", field="id")
     return job
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    """Delete a job with its results, pairs, batches and queries (children first: no cascade is
+    left to the database, so SQLite and PostgreSQL do the same work)."""
+    for key in (Result.job_id, Document.job_id, Batch.job_id, Query.job_id, Job.id):
+        session.execute(delete(key.class_).where(key == job_id))
+
+
+def expired_jobs(session: Session, finished_before: datetime) -> list[str]:
+    stmt = select(Job.id).where(Job.status.in_(FINISHED), Job.finished_at < finished_before)
+    return list(session.scalars(stmt))
 
 
 def lock_job_status(session: Session, job_id: str) -> str:
@@ -348,6 +360,12 @@ _RANK_SQL = text(
     WHERE results.id = ranked.result_id
     """
 )
+
+
+def batch_errors(session: Session, job_id: str, limit: int) -> Sequence[Batch]:
+    """A job's failed batches, in planning order, with their errors."""
+    stmt = select(Batch).where(Batch.job_id == job_id, Batch.status == BatchStatus.failed)
+    return session.scalars(stmt.order_by(Batch.number).limit(limit)).all()
 
 
 def rank_results(session: Session, job_id: str) -> None:

@@ -75,6 +75,12 @@ class CollectionUpload:
             self.errors.append(error)
 
     def finish(self) -> CollectionOut:
+        if not self.collection.documents:  # nothing kept: no empty collection is left behind
+            first = f"; line {self.errors[0].line}: {self.errors[0].explain()}" if self.errors else ""
+            raise InvalidInput(
+                f"no document was accepted ({self.collection.error_count} line(s) rejected{first})",
+                field=self.errors[0].field if self.errors else "body",
+            )
         self.collection.errors = [error.model_dump() for error in self.errors]
         self.session.commit()
         return CollectionOut.from_row(self.collection)

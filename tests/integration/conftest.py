@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -169,3 +170,35 @@ def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -
 def client(db_url: str, worker: WorkerProcess) -> Iterator[TestClient]:
     with make_client(db_url, worker.queue) as test_client:
         yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def api_server(db_url: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rerankq api` in its own process, on the test database and the worker's queue."""
+    port = free_port()
+    env = {**os.environ, "RERANK_DATABASE_URL": db_url, "RERANK_QUEUE": worker.queue}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=(tmp_path / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+        time.sleep(0.2)
+    yield url, {**env, "RERANK_API_URL": url}
+    server.terminate()
+    server.wait(20)

@@ -1,7 +1,10 @@
 """Job bodies and polling shared by the integration tests."""
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -14,6 +17,19 @@ from worker.pipeline import Limits
 from worker.spec import JobSpec
 
 TINY = Settings(model="tiny")  # what service.submit_job reads: the model name and the limits
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def rerankq(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The `rerankq` command as a user runs it, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # what service.submit_job reads: the model name and the limits
 
 
 def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, Any]:

@@ -4,30 +4,9 @@ and submit / status / results against a real `rerankq api` server and a real wor
 import csv
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import pytest
-
-from tests.integration.conftest import WorkerProcess
-
-EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-def rerankq(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.integration.helpers import EXAMPLES, rerankq
 
 
 def test_run_reranks_a_file_with_no_servers(tiny_model: Path, tmp_path: Path) -> None:
@@ -67,38 +46,6 @@ def test_run_chunks_the_long_manual_unless_told_not_to(tiny_model: Path, tmp_pat
             assert best["text"] == manual[row["document_id"]][best["start"] : best["end"]]
         chunks[flag] = max(row["chunks"] for row in rows)
     assert chunks == {"--chunking": chunks["--chunking"], "--no-chunking": 1} and chunks["--chunking"] > 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def api_server(db_url: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`rerankq api` in its own process, on the test database and the worker's queue."""
-    port = _free_port()
-    env = {**os.environ, "RERANK_DATABASE_URL": db_url, "RERANK_QUEUE": worker.queue}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
-        env=env,
-        stdout=(tmp_path / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-        time.sleep(0.2)
-    yield url, {**env, "RERANK_API_URL": url}
-    server.terminate()
-    server.wait(20)
 
 
 def test_submit_wait_status_results(api_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:

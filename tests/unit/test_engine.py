@@ -15,10 +15,12 @@ from transformers import (
     XLMRobertaForSequenceClassification,
 )
 
-from worker.engine import ModelInput, Reranker, load_reranker
+from worker.config import Settings, parse_device
+from worker.engine import ModelInput, Reranker, load_reranker, loader
 from worker.engine.batching import token_budget_batches
 from worker.engine.device import resolve_device, resolve_dtype
 from worker.engine.reranker import length_limit
+from worker.errors import ModelLoadError
 from worker.scoring import score_pairs
 from worker.spec import JobOptions
 
@@ -230,7 +232,7 @@ def test_auto_device_without_gpu_is_cpu_fp32() -> None:
     device = resolve_device("auto")
     assert device.type == "cpu"
     assert resolve_dtype("auto", device) == torch.float32
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(ModelLoadError, match="CUDA is not available"):
         resolve_device("cuda:0")
 
 
@@ -239,3 +241,25 @@ def test_loads_bf16_on_cpu(tiny_model: Path) -> None:
     assert engine.model.dtype == torch.bfloat16
     scores = engine.score(PAIRS[:3], max_length=128)
     assert all(isinstance(s, float) for s in scores)
+
+
+def test_a_missing_model_directory_is_one_line() -> None:
+    with pytest.raises(ModelLoadError, match="no such directory, and not a hub id") as caught:
+        load_reranker("/path/that/does/not/exist", device="cpu")
+    assert "\n" not in caught.value.message
+
+
+def test_a_hub_id_with_no_hub_and_no_cache_says_how_to_use_a_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loader.constants, "ENDPOINT", "http://127.0.0.1:1")  # nothing listens there
+    monkeypatch.setattr(loader.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ModelLoadError, match="unreachable and the model is not cached; set RERANK_MODEL"):
+        load_reranker("BAAI/not-downloaded-here", device="cpu")
+
+
+def test_gpu_is_read_as_cuda_and_unknown_devices_are_refused() -> None:
+    assert parse_device("gpu") == "cuda" and parse_device("GPU:1") == "cuda:1"
+    assert Settings(device="gpu").device == "cuda"
+    with pytest.raises(ValueError, match="not one of auto, cpu, cuda"):
+        parse_device("tpu")

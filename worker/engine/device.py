@@ -4,6 +4,8 @@ import logging
 
 import torch
 
+from worker.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -15,7 +17,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but CUDA is not available on this machine")
+        raise ModelLoadError(
+            f"device {device!r} asked for, but CUDA is not available on this machine"
+            " (RERANK_DEVICE=cpu or auto runs on the CPU)"
+        )
     return resolved
 
 
