@@ -6,9 +6,12 @@ from pydantic import BaseModel, Field
 
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 from worker.views import (
+    BatchErrors,
     BestChunk,
     ChunkScore,
+    CollectionList,
     CollectionOut,
+    DocumentsPage,
     JobOut,
     LineError,
     Progress,
@@ -17,10 +20,13 @@ from worker.views import (
 )
 
 __all__ = [
+    "BatchErrors",
     "BestChunk",
     "ChunkScore",
+    "CollectionList",
     "CollectionOut",
     "DocumentSpec",
+    "DocumentsPage",
     "JobOptions",
     "JobOut",
     "JobSpec",

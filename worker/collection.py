@@ -18,6 +18,22 @@ def get(session: Session, collection_id: str) -> Collection:
     return collection
 
 
+def newest(session: Session, limit: int) -> Sequence[Collection]:
+    return session.scalars(select(Collection).order_by(Collection.created_at.desc()).limit(limit)).all()
+
+
+def documents_page(
+    session: Session, collection_id: str, after: str | None, limit: int
+) -> list[CollectionDocument]:
+    """A collection's documents by id, after the id `after`: the (collection, id) unique index
+    walks them, so a page costs the same at any depth."""
+    get(session, collection_id)
+    stmt = select(CollectionDocument).where(CollectionDocument.collection_id == collection_id)
+    if after is not None:
+        stmt = stmt.where(CollectionDocument.client_id > after)
+    return list(session.scalars(stmt.order_by(CollectionDocument.client_id).limit(limit)))
+
+
 def remove(session: Session, collection_id: str) -> None:
     """Delete a collection no job refers to (a job's results point at its documents)."""
     get(session, collection_id)

@@ -17,7 +17,21 @@ from worker.views import ResultOut
 
 # One result as the JSON object an export writes.
 Record = dict[str, Any]
-RESULT_COLUMNS = ("query_id", "document_id", "rank", "raw_score", "score", "relevant")
+# The columns of CSV and Parquet files, the same in both: a result flattened (best_chunk's span,
+# metadata as JSON text). JSONL keeps every field nested, best_chunk's text included.
+RESULT_COLUMNS = (
+    "query_id",
+    "document_id",
+    "rank",
+    "raw_score",
+    "score",
+    "relevant",
+    "chunks",
+    "best_chunk_start",
+    "best_chunk_end",
+    "query_truncated",
+    "metadata",
+)
 
 # Rows per Parquet row group (and per page of text written): memory stays bounded by this.
 PAGE_ROWS = 10_000
@@ -32,10 +46,22 @@ def _csv_text(records: Iterable[Iterable[Any]]) -> str:
 CSV_HEADER = _csv_text([RESULT_COLUMNS])
 
 
+def flat(row: Record) -> tuple[Any, ...]:
+    """A result as RESULT_COLUMNS (CSV and Parquet)."""
+    best, metadata = row["best_chunk"], row.get("metadata")
+    return (
+        *(row[column] for column in RESULT_COLUMNS[:7]),
+        best["start"],
+        best["end"],
+        row["query_truncated"],
+        None if metadata is None else json.dumps(metadata, ensure_ascii=False),
+    )
+
+
 def format_rows(rows: Iterable[Record], csv_format: bool) -> str:
     """Result rows as CSV lines (RESULT_COLUMNS, no header) or JSONL lines (every field of a row)."""
     if csv_format:
-        return _csv_text([row[column] for column in RESULT_COLUMNS] for row in rows)
+        return _csv_text(flat(row) for row in rows)
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
@@ -114,11 +140,13 @@ def _write_parquet(rows: Iterable[Record], path: Path) -> int:
     import pyarrow as pa  # heavy, and only this writer needs it
     import pyarrow.parquet as pq
 
-    types = (pa.string(), pa.string(), pa.int32(), pa.float64(), pa.float64(), pa.bool_())
+    text, number, score, flag = pa.string(), pa.int32(), pa.float64(), pa.bool_()
+    types = (text, text, number, score, score, flag, number, number, number, flag, text)
     schema = pa.schema(list(zip(RESULT_COLUMNS, types, strict=True)))
     count = 0
     with pq.ParquetWriter(path, schema) as writer:
         for page in _pages(rows):
-            writer.write_table(pa.Table.from_pylist(page, schema=schema))
+            columns = list(zip(*(flat(row) for row in page), strict=True))
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
             count += len(page)
     return count

@@ -15,7 +15,15 @@ from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
-from worker.views import JobOut, ResultOut, ResultsPage
+from worker.views import (
+    BatchError,
+    CollectionOut,
+    DocumentOut,
+    DocumentsPage,
+    JobOut,
+    ResultOut,
+    ResultsPage,
+)
 
 Enqueue = Callable[[str, Priority], None]
 
@@ -77,6 +85,25 @@ def cancel_job(session: Session, job_id: str) -> JobOut:
     store.rank_results(session, job_id)
     session.commit()
     return job_view(session, store.get_job(session, job_id))
+
+
+def batch_errors(session: Session, job_id: str, limit: int) -> list[BatchError]:
+    """A job's failed batches with their errors (the job's own error names the first)."""
+    store.get_job(session, job_id)
+    return [BatchError.from_row(batch) for batch in store.batch_errors(session, job_id, limit)]
+
+
+def list_collections(session: Session, limit: int) -> list[CollectionOut]:
+    return [CollectionOut.from_row(row) for row in collection.newest(session, limit)]
+
+
+def collection_documents(
+    session: Session, collection_id: str, cursor: str | None, limit: int
+) -> DocumentsPage:
+    """A page of a collection's documents as uploaded (text and metadata), by id."""
+    rows = collection.documents_page(session, collection_id, cursor, limit + 1)
+    last = rows[limit - 1].client_id if len(rows) > limit else None
+    return DocumentsPage(documents=[DocumentOut.from_row(row) for row in rows[:limit]], next_cursor=last)
 
 
 def delete_job(session: Session, job_id: str) -> None:

@@ -416,6 +416,8 @@ def results_page(
             page.c.best_end,
             best_text,
             page.c.windows,
+            Document.meta,
+            CollectionDocument.meta,
         )
         .select_from(page)
         .join(Query, Query.id == page.c.query_id)
@@ -423,7 +425,8 @@ def results_page(
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .order_by(page.c.query_id, page.c.rank)
     )
-    return [RankedRow(*row) for row in session.execute(stmt)]
+    # a pair of its own carries its metadata; a collection pair, its collection document's
+    return [RankedRow(*row[:-2], row[-2] or row[-1]) for row in session.execute(stmt)]  # type: ignore[call-arg]
 
 
 def has_query(session: Session, job_id: str, query_id: str) -> bool:

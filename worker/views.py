@@ -5,11 +5,12 @@ added in the store and here, nowhere else."""
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from worker.lifecycle import FINISHED, JobStatus, Priority
-from worker.models import Collection, Job, aware
+from worker.models import Batch, Collection, CollectionDocument, Job, aware
 from worker.spec import JobOptions
 
 
@@ -109,6 +110,40 @@ class CollectionOut(BaseModel):
         )
 
 
+class CollectionList(BaseModel):
+    collections: list[CollectionOut] = Field(description="Newest first.")
+
+
+class DocumentOut(BaseModel):
+    id: str
+    text: str
+    metadata: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, document: CollectionDocument) -> "DocumentOut":
+        return cls(id=document.client_id, text=document.text, metadata=document.meta)
+
+
+class DocumentsPage(BaseModel):
+    documents: list[DocumentOut] = Field(description="Ordered by id.")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
+
+
+class BatchError(BaseModel):
+    batch: int = Field(description="The batch's number in the job (0 = the longest pairs).")
+    pairs: int
+    attempts: int = Field(description="Deliveries of the batch to a worker.")
+    error: str | None
+
+    @classmethod
+    def from_row(cls, batch: Batch) -> "BatchError":
+        return cls(batch=batch.number, pairs=batch.pairs, attempts=batch.attempts, error=batch.error)
+
+
+class BatchErrors(BaseModel):
+    errors: list[BatchError] = Field(description="A job's failed batches, in planning order.")
+
+
 @dataclass(frozen=True)
 class RankedRow:
     """One ranked result as the store reads it: client ids, the query's primary key (the cursor's
@@ -126,6 +161,7 @@ class RankedRow:
     best_end: int
     best_text: str
     windows: list[list[float]] | None  # [[start, end, raw_score], ...] when more than one
+    metadata: dict[str, Any] | None  # the document's, as submitted or uploaded
 
 
 class BestChunk(BaseModel):
@@ -152,6 +188,7 @@ class ResultOut(BaseModel):
     chunks: int = Field(description="Windows the document was read as (1: it fit beside the query).")
     best_chunk: BestChunk
     query_truncated: bool = Field(description="The query was cut to 3/4 of max_length tokens.")
+    metadata: dict[str, Any] | None = Field(description="The document's metadata, as submitted.")
     chunk_scores: list[ChunkScore] | None = Field(
         None, description="Every window's span and raw score (with ?include_chunks=true)."
     )
@@ -173,6 +210,7 @@ class ResultOut(BaseModel):
             chunks=row.windows_read,
             best_chunk=best,
             query_truncated=row.query_truncated,
+            metadata=row.metadata,
         )
         if include_windows:
             windows = row.windows or [[row.best_start, row.best_end, raw]]

@@ -8,9 +8,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api import deps
-from api.schemas import CollectionOut, ErrorOut
+from api.schemas import CollectionList, CollectionOut, DocumentsPage, ErrorOut
 from api.streams import file_blocks, store_lines
-from worker import collection
+from worker import collection, service
 from worker.config import Settings
 from worker.errors import InvalidInput
 from worker.uploads import CollectionUpload
@@ -51,6 +51,23 @@ async def upload_collection(
         blocks = request.stream()
     upload = await run_in_threadpool(CollectionUpload, session, name, settings.max_document_chars)
     return await store_lines(upload, blocks, session, settings.max_request_bytes)
+
+
+@router.get("", response_model=CollectionList, responses=errors)
+def list_collections(session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> CollectionList:
+    """Collections, newest first, with their counts."""
+    return CollectionList(collections=service.list_collections(session, limit))
+
+
+@router.get("/{collection_id}/documents", response_model=DocumentsPage, responses=errors)
+def collection_documents(
+    collection_id: str,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    cursor: str | None = None,
+) -> DocumentsPage:
+    """A collection's documents (id, text, metadata) by id, a page at a time."""
+    return service.collection_documents(session, collection_id, cursor, limit)
 
 
 @router.get("/{collection_id}", response_model=CollectionOut, responses=errors)

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from api import deps
-from api.schemas import ErrorOut, JobList, JobOut, ResultsPage
+from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
 from worker import export, service
 from worker.config import Settings
 from worker.lifecycle import JobStatus
@@ -49,6 +49,20 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 def cancel_job(job_id: str, session: DbSession) -> JobOut:
     """Stop a job; results scored before the cancel stay available."""
     return service.cancel_job(session, job_id)
+
+
+@router.delete("/{job_id}", status_code=204, responses=errors)
+def delete_job(job_id: str, session: DbSession) -> None:
+    """Delete a finished job with its results (409 while it runs: cancel it first)."""
+    service.delete_job(session, job_id)
+
+
+@router.get("/{job_id}/errors", response_model=BatchErrors, responses=errors)
+def batch_errors(
+    job_id: str, session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> BatchErrors:
+    """The job's failed batches and why each failed (its `error` names the first)."""
+    return BatchErrors(errors=service.batch_errors(session, job_id, limit))
 
 
 @router.get(

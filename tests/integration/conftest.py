@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -157,13 +158,14 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-def make_client(db_url: str, queue: str, max_request_bytes: int | None = None) -> TestClient:
+def make_client(db_url: str, queue: str, **settings: Any) -> TestClient:
     """The HTTP API on `db_url`, handing work to the workers of `queue`: an app of its own Settings."""
     from api.app import create_app
     from worker.config import Settings
 
-    limit = {"max_request_bytes": max_request_bytes} if max_request_bytes else {}
-    return TestClient(create_app(Settings(database_url=db_url, broker_url=REDIS_URL, queue=queue, **limit)))
+    return TestClient(
+        create_app(Settings(database_url=db_url, broker_url=REDIS_URL, queue=queue, **settings))
+    )
 
 
 @pytest.fixture

@@ -2,18 +2,22 @@
 
 import itertools
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import make_client
-from tests.integration.helpers import job_body, wait_for
+from tests.integration.conftest import WorkerProcess, make_client
+from tests.integration.helpers import job_body, limits, submit, wait_for
+from worker import pipeline, service
 from worker.engine import Reranker
 from worker.lifecycle import BatchStatus
-from worker.models import Batch
+from worker.models import Batch, Document, Job, Query, Result, utcnow
+
+JOB_KEYS = (Result.job_id, Document.job_id, Batch.job_id, Query.job_id, Job.id)
 
 
 def test_submit_poll_and_page_through_results(client: TestClient) -> None:
@@ -202,3 +206,48 @@ def test_oversized_input_is_refused_and_loses_nothing(client: TestClient, db_url
         response = small.post("/v1/jobs", json=body)
     assert response.status_code == 413 and response.json()["field"] == "body"
     assert client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"] == before
+
+
+def test_delete_a_finished_job_and_its_results(client: TestClient, session: Session) -> None:
+    job = client.post("/v1/jobs", json=job_body(queries=1, documents=3)).json()
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code in (204, 409)  # 409 while it runs
+    assert wait_for(client, job["id"])["status"] == "completed"
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 404
+    left = [session.scalar(select(func.count()).where(key == job["id"])) for key in JOB_KEYS]
+    assert left == [0] * len(JOB_KEYS)
+
+
+def test_finished_jobs_expire_after_the_retention(
+    db_url: str, worker: WorkerProcess, session: Session
+) -> None:
+    kept = submit(session)
+    expired = submit(session)
+    for job_id in (kept, expired):
+        service.cancel_job(session, job_id)
+    old = utcnow() - timedelta(days=3)
+    session.execute(update(Job).where(Job.id == expired).values(finished_at=old))
+    session.commit()
+    with make_client(db_url, worker.queue, retention_days=2) as client:  # purges when it starts
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{expired}").status_code != 404 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get(f"/v1/jobs/{expired}").status_code == 404
+        assert client.get(f"/v1/jobs/{kept}").json()["status"] == "cancelled"
+
+
+def test_a_failed_batch_is_listed_with_its_error(
+    client: TestClient, session: Session, reranker: Reranker
+) -> None:
+    job_id = submit(session, queries=1, documents=2)
+    (batch,) = pipeline.plan_job(session, job_id, limits(10))
+    pipeline.score_batch(session, batch, reranker, limits(max_attempts=0))  # given up at once
+    pipeline.finalize_job(session, job_id)
+    errors = client.get(f"/v1/jobs/{job_id}/errors").json()["errors"]
+    assert errors == [{"batch": 0, "pairs": 2, "attempts": 1, "error": "gave up after 0 attempts"}]
+    assert (
+        client.get(f"/v1/jobs/{job_id}").json()["error"]
+        == f"every batch failed; the first: {errors[0]['error']}"
+    )
+    assert client.get("/v1/jobs/nope/errors").status_code == 404

@@ -5,13 +5,18 @@ streams in, and nothing half-uploaded is kept."""
 import json
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
 
 from tests.integration.conftest import REDIS_URL
-from tests.integration.helpers import wait_for
-from worker.models import CollectionDocument, Document
+from tests.integration.helpers import TINY, limits, wait_for
+from worker import pipeline, service
+from worker.engine import Reranker
+from worker.models import Collection, CollectionDocument, Document
+from worker.spec import CollectionJobSpec
 
 NDJSON = {"content-type": "application/x-ndjson"}
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -152,3 +157,44 @@ def test_the_document_limit_is_the_apps_own(db_url: str, worker: Any) -> None:
         refused = small.post("/v1/jobs", content=json.dumps(query).encode(), headers=NDJSON)
         assert refused.status_code == 422 and refused.json()["field"] == "documents.0.text"
         assert refused.json()["error"].startswith("line 1: documents.0.text: document has 61 characters")
+
+
+def test_an_upload_whose_every_line_is_rejected_is_422_and_keeps_nothing(client: TestClient) -> None:
+    before = client.get("/v1/collections").json()["collections"]
+    refused = client.post("/v1/collections", content=b'{"id": "a"}\n{not json\n', headers=NDJSON)
+    assert refused.status_code == 422 and refused.json()["field"] == "text"
+    assert (
+        refused.json()["error"]
+        == "no document was accepted (2 line(s) rejected; line 1: text: Field required)"
+    )
+    assert client.post("/v1/collections", content=b"", headers=NDJSON).status_code == 422
+    assert client.get("/v1/collections").json()["collections"] == before
+
+
+def test_a_job_over_an_empty_collection_completes_at_once(session: Session, reranker: Reranker) -> None:
+    empty = Collection(id=uuid4().hex, name="empty", documents=0, error_count=0, errors=[])
+    session.add(empty)
+    session.commit()
+    spec = CollectionJobSpec.model_validate({"collection": empty.id, "queries": [{"id": "q", "text": "x"}]})
+    job_id = service.submit_job(session, spec, TINY).id
+    assert pipeline.plan_job(session, job_id, limits()) == []
+    job = service.job_status(session, job_id)
+    assert (job.status, job.progress.total) == ("completed", 0)
+    assert service.results_page(session, job_id).results == []
+
+
+def test_collections_are_listed_and_their_documents_paged(client: TestClient) -> None:
+    kb = upload(client, document_lines(25), name="paged")
+    listed = client.get("/v1/collections", params={"limit": 1000}).json()["collections"]
+    assert kb in listed
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 10, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/v1/collections/{kb['id']}/documents", params=params).json()
+        seen += page["documents"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    expected = sorted((json.loads(line) for line in document_lines(25)), key=lambda d: d["id"])
+    assert seen == expected
+    assert client.get("/v1/collections/nope/documents").status_code == 404

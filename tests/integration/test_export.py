@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from tests.integration.helpers import iter_pages, job_body, results, submit, wait_for
 from worker import cli, service, store
-from worker.export import RESULT_COLUMNS
+from worker.export import RESULT_COLUMNS, flat
 from worker.lifecycle import JobStatus
 from worker.models import Document, Result
 from worker.views import RankedRow
@@ -52,7 +52,10 @@ def exported(client: TestClient, job_id: str, kind: str, **params: Any) -> list[
 
 
 def as_csv(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{column: str(row[column]) for column in RESULT_COLUMNS} for row in rows]
+    return [
+        {c: "" if v is None else str(v) for c, v in zip(RESULT_COLUMNS, flat(row), strict=True)}
+        for row in rows
+    ]
 
 
 def test_exports_stream_every_row_as_the_paged_api_has_them(client: TestClient) -> None:
@@ -63,6 +66,8 @@ def test_exports_stream_every_row_as_the_paged_api_has_them(client: TestClient) 
     ]
     assert exported(client, job_id, "jsonl") == rows
     assert exported(client, job_id, "csv") == as_csv(rows)
+    submitted = {(q["id"], d["id"]): d["metadata"] for q in job_body(3, 9)["queries"] for d in q["documents"]}
+    assert all(row["metadata"] == submitted[row["query_id"], row["document_id"]] for row in rows)
 
 
 def test_exports_keep_top_k_and_filter_by_query(client: TestClient) -> None:
@@ -96,8 +101,9 @@ def test_cli_results_writes_parquet_from_the_stream(
     out = tmp_path / "out.parquet"
     done = CliRunner().invoke(cli.app, ["results", job_id, "-o", str(out), "--api-url", "http://testserver"])
     assert done.exit_code == 0, done.output
-    expected = [{column: row[column] for column in RESULT_COLUMNS} for row in paged(client, job_id)]
+    expected = [dict(zip(RESULT_COLUMNS, flat(row), strict=True)) for row in paged(client, job_id)]
     assert pq.read_table(out).to_pylist() == expected and len(expected) == 12
+    assert {json.loads(row["metadata"])["n"] for row in expected} <= set(range(9))  # the documents' own
     missing = CliRunner().invoke(
         cli.app,
         ["results", "no-such-job", "-o", str(tmp_path / "x.parquet"), "--api-url", "http://testserver"],

@@ -49,9 +49,7 @@ def test_run_with_the_default_model_and_no_hub_says_how_to_point_at_a_directory(
 
 
 @pytest.mark.parametrize(("device", "phrase"), [("tpu", "RERANK_DEVICE"), ("cuda", "CUDA is not available")])
-def test_run_on_a_missing_device(
-    device: str, phrase: str, tiny_model: Path, tmp_path: Path
-) -> None:
+def test_run_on_a_missing_device(device: str, phrase: str, tiny_model: Path, tmp_path: Path) -> None:
     import torch
 
     if device == "cuda" and torch.cuda.is_available():

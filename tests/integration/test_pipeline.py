@@ -96,7 +96,8 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
     assert pipeline.score_batch(session, batch, reranker, limits(max_attempts=0)).finalize == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id).model_dump()
-    assert job["status"] == "failed" and "every batch failed" in job["error"]
+    assert job["status"] == "failed"
+    assert job["error"] == "every batch failed; the first: gave up after 0 attempts"
 
 
 def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from worker.export import PAGE_ROWS, RESULT_COLUMNS, text_pages, write_results
+from worker.export import PAGE_ROWS, RESULT_COLUMNS, flat, text_pages, write_results
 
 
 def rows(count: int) -> Iterator[dict[str, Any]]:
@@ -21,7 +21,10 @@ def rows(count: int) -> Iterator[dict[str, Any]]:
             "raw_score": -i / 7,
             "score": 1 / (i + 1),
             "relevant": i % 3 == 0,
-            "best_chunk": {"index": 0, "start": 0, "end": 3, "text": "abc"},
+            "chunks": 1 + i % 2,
+            "best_chunk": {"index": 0, "start": i, "end": i + 3, "text": "abc"},
+            "query_truncated": i % 5 == 0,
+            "metadata": None if i % 4 else {"url": f"https://example.org/{i}", "n": i},
         }
 
 
@@ -32,8 +35,9 @@ def test_parquet_is_written_in_row_groups_and_reads_back(tmp_path: Path) -> None
     parquet = pq.ParquetFile(path)
     assert parquet.metadata.num_row_groups == 3  # bounded: one page of rows in memory at a time
     assert parquet.schema_arrow.names == list(RESULT_COLUMNS)
-    expected = [{column: row[column] for column in RESULT_COLUMNS} for row in rows(count)]
-    assert parquet.read().to_pylist() == expected
+    read = parquet.read().to_pylist()
+    assert read == [dict(zip(RESULT_COLUMNS, flat(row), strict=True)) for row in rows(count)]
+    assert read[4]["best_chunk_start"] == 4 and json.loads(read[4]["metadata"])["n"] == 4
 
 
 def test_empty_parquet_still_has_the_columns(tmp_path: Path) -> None:
@@ -53,6 +57,7 @@ def test_csv_and_jsonl_files_equal_the_streamed_text(tmp_path: Path) -> None:
     with (tmp_path / "out.csv").open(encoding="utf-8", newline="") as f:
         read = list(csv.DictReader(f))
     assert [r["document_id"] for r in read] == [r["document_id"] for r in rows(250)]
-    assert list(read[0]) == list(RESULT_COLUMNS)
+    assert list(read[0]) == list(RESULT_COLUMNS)  # the same columns as Parquet
+    assert read[4]["metadata"] == '{"url": "https://example.org/4", "n": 4}' and read[1]["metadata"] == ""
     lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == list(rows(250))
