@@ -269,6 +269,45 @@ def status(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
 
 
 @app.command()
+def jobs(
+    status: Annotated[
+        str | None, typer.Option(help="queued | running | completed | failed | cancelled")
+    ] = None,
+    limit: int = 50,
+    api_url: ApiUrl = DEFAULT_API,
+) -> None:
+    """List jobs, newest first: id, status, pairs done of total, when it was submitted."""
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    for job in _request("GET", f"{api_url}/v1/jobs", params=params)["jobs"]:
+        progress = job["progress"]
+        typer.echo(
+            f"{job['id']}  {job['status']:<9}  {progress['done']}/{progress['total']}  {job['created_at']}"
+        )
+
+
+@app.command()
+def cancel(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+    """Stop a job; what was scored stays, ranked, as its results."""
+    job = _request("POST", f"{api_url}/v1/jobs/{job_id}/cancel")
+    typer.echo(f"job {job['id']} {job['status']}: {job['progress']['done']} pairs scored, kept")
+
+
+@app.command()
+def delete(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+    """Delete a finished job with its results (cancel a running one first)."""
+    _request("DELETE", f"{api_url}/v1/jobs/{job_id}")
+    typer.echo(f"job {job_id} deleted")
+
+
+@app.command()
+def collections(api_url: ApiUrl = DEFAULT_API) -> None:
+    """List collections, newest first: id, documents, rejected lines, name."""
+    for found in _request("GET", f"{api_url}/v1/collections")["collections"]:
+        counts = f"{found['documents']} documents  {found['error_count']} rejected"
+        typer.echo(f"{found['id']}  {counts}  {found['name'] or ''}")
+
+
+@app.command()
 def results(
     job_id: str,
     output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)],

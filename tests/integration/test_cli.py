@@ -86,3 +86,28 @@ def test_submit_streams_and_names_a_bad_line_upload_collection(
     collection = json.loads(uploaded.stdout)
     assert (collection["name"], collection["documents"], collection["error_count"]) == ("kb", 2, 1)
     assert collection["errors"][0]["line"] == 2 and collection["errors"][0]["field"] == "text"
+
+
+def test_jobs_cancel_delete_and_collections(api_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    _, env = api_server
+    job_id = rerankq("submit", str(EXAMPLES / "pandas_en.jsonl"), env=env).stdout.strip()
+    listed = rerankq("jobs", "--limit", "5", env=env)
+    assert listed.returncode == 0 and job_id in listed.stdout
+    running = rerankq("delete", job_id, env=env)
+    if running.returncode:  # still queued or running: deleting waits for a cancel
+        assert running.returncode == 1 and "cancel it first" in running.stderr
+        cancelled = rerankq("cancel", job_id, env=env)
+        assert cancelled.returncode in (0, 1), cancelled.stderr  # 1: it finished in between (409)
+        assert rerankq("delete", job_id, env=env).returncode == 0
+    assert job_id not in rerankq("jobs", env=env).stdout
+    assert rerankq("status", job_id, env=env).returncode == 1
+
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text('{"id": "a", "text": "alpha"}\n')
+    collection = json.loads(rerankq("upload-collection", str(kb), "--name", "listed", env=env).stdout)
+    shown = rerankq("collections", env=env)
+    assert shown.returncode == 0 and f"{collection['id']}  1 documents  0 rejected  listed" in shown.stdout
+    rejected = tmp_path / "rejected.jsonl"
+    rejected.write_text('{"id": "a"}\n')
+    refused = rerankq("upload-collection", str(rejected), env=env)
+    assert refused.returncode == 1 and "error 422: no document was accepted" in refused.stderr
