@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api.docs import serve_docs
 from api.retention import retention
 from api.routes import collections, health, job_files, jobs
 from worker.config import Settings
@@ -67,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Queue-driven cross-encoder reranking: submit jobs, poll them, page through results.",
         lifespan=retention(settings),
+        docs_url=None,  # served by api.docs from local files
+        redoc_url=None,
     )
+    serve_docs(app)
     app.include_router(job_files.router)  # before jobs: it takes POST /v1/jobs with a JSONL body
     app.include_router(jobs.router)
     app.include_router(collections.router)

@@ -18,7 +18,39 @@ DbSession = Annotated[Session, Depends(deps.session)]
 errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=errors)
+# The JSONL form of POST /v1/jobs (api.routes.job_files) described beside the JSON one.
+JSONL_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": 'One query per line: {"id", "text", "documents": [{"id", "text", '
+                    '"metadata"?}]} (the `rerankq submit` format); options and priority as query parameters',
+                }
+            }
+        }
+    },
+    "parameters": [
+        {
+            "name": "options",
+            "in": "query",
+            "required": False,
+            "description": 'JSONL bodies only: the job\'s options as JSON, e.g. {"top_k":10}',
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "priority",
+            "in": "query",
+            "required": False,
+            "description": "JSONL bodies only: high | normal | low",
+            "schema": {"type": "string", "enum": ["high", "normal", "low"]},
+        },
+    ],
+}
+
+
+@router.post("", status_code=202, response_model=JobOut, responses=errors, openapi_extra=JSONL_BODY)
 def submit_job(
     spec: AnyJobSpec,
     session: DbSession,

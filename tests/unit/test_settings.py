@@ -36,3 +36,21 @@ def test_two_settings_give_two_independent_apis(tmp_path: Path) -> None:
     first, second = (TestClient(app).post("/v1/jobs", content=body, headers=headers) for app in apps)
     assert first.status_code == 413 and "2048" in first.json()["error"]
     assert second.status_code == 422
+
+
+def test_docs_are_served_offline_and_describe_the_jsonl_body(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'docs.db'}")))
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "http" not in page.text.replace("http-equiv", "")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/docs-assets/{asset}").status_code == 200
+    submit = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
+    assert set(submit["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert {p["name"] for p in submit["parameters"]} == {"options", "priority"}
+
+
+def test_database_urls_as_people_copy_them() -> None:
+    for url in ("postgresql://u:p@h:5432/d", "postgres://u:p@h:5432/d"):
+        assert Settings(database_url=url).database_url == "postgresql+psycopg://u:p@h:5432/d"
+    assert Settings(database_url="sqlite:///x.db").database_url == "sqlite:///x.db"
