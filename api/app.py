@@ -28,8 +28,19 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _not_json(error: Any) -> dict[str, Any]:
+    where, why = error["loc"][-1], error.get("ctx", {}).get("error", error["msg"])
+    message = (
+        f"body is not JSON (character {where}: {why}); "
+        "send a JSONL body (one query per line) as content-type: application/x-ndjson"
+    )
+    return {"error": message, "field": "body", "details": [{"field": "body", "message": message}]}
+
+
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if exc.errors()[0]["type"] == "json_invalid":  # most often JSONL sent as application/json
+        return JSONResponse(_not_json(exc.errors()[0]), status_code=422)
     details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
     first = details[0]
     body = {"error": f"{first['field']}: {first['message']}", "field": first["field"], "details": details}

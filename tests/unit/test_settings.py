@@ -1,4 +1,5 @@
-"""Settings are passed in, not read globally: two configurations run side by side in one process."""
+"""Settings are passed in, not read globally: two configurations run side by side in one process;
+what an app answers before it touches a database (docs, schema, a body that is not JSON)."""
 
 from pathlib import Path
 
@@ -54,3 +55,11 @@ def test_database_urls_as_people_copy_them() -> None:
     for url in ("postgresql://u:p@h:5432/d", "postgres://u:p@h:5432/d"):
         assert Settings(database_url=url).database_url == "postgresql+psycopg://u:p@h:5432/d"
     assert Settings(database_url="sqlite:///x.db").database_url == "sqlite:///x.db"
+
+
+def test_jsonl_sent_as_json_says_which_content_type_to_use(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}")))
+    lines = b'{"id": "q1", "text": "a", "documents": []}\n{"id": "q2", "text": "b", "documents": []}\n'
+    refused = client.post("/v1/jobs", content=lines, headers={"content-type": "application/json"})
+    assert refused.status_code == 422 and refused.json()["field"] == "body"
+    assert "content-type: application/x-ndjson" in refused.json()["error"]
