@@ -179,3 +179,24 @@ def test_job_outcomes_map_to_exit_codes() -> None:
         with pytest.raises(typer.Exit) as exited:
             _outcome({"id": "j", "status": status, "error": "every batch failed; the first: x"})
         assert exited.value.exit_code == code
+
+
+def test_the_readme_quick_start_runs_as_written_offline(tiny_model: Path, tmp_path: Path) -> None:
+    """The README's second command, pasted into a fresh clone where `make run` built the demo model
+    (.models/tiny) and the virtualenv (.venv/bin/rerankq): no hub, no servers."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (command,) = [line for line in readme.splitlines() if line.startswith("RERANK_MODEL=.models/tiny ")]
+    (tmp_path / ".models").mkdir()
+    (tmp_path / ".models" / "tiny").symlink_to(tiny_model)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    launcher = tmp_path / ".venv" / "bin" / "rerankq"
+    launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -m worker.cli "$@"\n')
+    launcher.chmod(0o755)
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    env = {**offline_env(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    header, *rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert header.startswith("query_id,document_id,rank") and rows
