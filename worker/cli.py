@@ -108,12 +108,12 @@ def worker(
             settings = settings.model_copy(update={"device": parse_device(device)})
         except ValueError as error:
             fail(f"--device: {error}")
-    _logging(loglevel)
     from worker.migrate import require_schema
     from worker.tasks import Tasks
 
     with plainly(settings):
-        require_schema(settings.database_url)
+        require_schema(settings.database_url)  # before logging is set up: a refusal is one line
+        _logging(loglevel)
         tasks = Tasks(settings)
         name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
     tasks.app.worker_main(

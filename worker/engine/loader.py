@@ -35,7 +35,8 @@ def load_reranker(
             source, dtype=precision, attn_implementation="sdpa", local_files_only=cache_only
         )
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot load the model {model!r}: {_first_line(error)}") from error
+        hint = "" if Path(source).is_dir() else f"; {DEMO_HINT}"
+        raise ModelLoadError(f"cannot load the model {model!r}: {_first_line(error)}{hint}") from error
     if network.config.num_labels != 1:
         raise ModelLoadError(f"{model} has {network.config.num_labels} labels; a reranker has one logit")
     network.to(target).eval()
