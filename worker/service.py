@@ -107,7 +107,7 @@ def collection_documents(
 
 
 def delete_job(session: Session, job_id: str) -> None:
-    """Delete a finished job with its results (a queued or running one is cancelled first)."""
+    """Delete a finished job with its results (a queued or running one must be cancelled first)."""
     job = store.get_job(session, job_id)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}: cancel it first", field="status")
