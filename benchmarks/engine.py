@@ -1,8 +1,12 @@
 """Engine throughput: rerankq's engine against FlagEmbedding's FlagReranker and sentence-transformers'
-CrossEncoder on the same random-weight model and pairs, per dtype; ratios against the faster baseline.
+CrossEncoder on the same model and pairs, per dtype; ratios against the faster baseline.
 
     python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16   # the README's table
+    python -m benchmarks.engine --shapes trained --variants heldout --max-length 512   # short passages
     python -m benchmarks.engine --quick                                 # tiny model, under a minute
+
+Shapes tiny, base and v2-m3 are random-weight models; `trained` is the fine-tuned MiniLM test model
+(benchmarks.heldout), and the `heldout` variant its held-out DL19 pairs (short passages).
 """
 
 import argparse
@@ -18,12 +22,12 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import make_pairs, random_model
+from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker.engine import Pair, Reranker, load_reranker
 from worker.engine.device import DTYPES
 
-MAX_LENGTH = 1024
-# name: (pairs, every n-th document long); --pairs overrides the count.
-VARIANTS = {"mixed": (16, 0), "long": (8, 4)}
+# name: (pairs, every n-th document long); --pairs overrides the count. `heldout`: the DL19 pairs.
+VARIANTS = {"mixed": (16, 0), "long": (8, 4), "heldout": (2100, 0)}
 BASELINES = ("FlagReranker", "CrossEncoder")
 Scorer = Callable[[list[Pair]], list[float]]
 
@@ -40,36 +44,46 @@ class Row:
     flops: float
 
 
-def ours(path: Path, dtype: str, batch_tokens: int) -> tuple[Scorer, Reranker]:
-    engine = load_reranker(str(path), device="cpu", dtype=dtype, batch_tokens=batch_tokens)
-    return (lambda pairs: engine.score(pairs, max_length=MAX_LENGTH)), engine
+def ours(path: Path, device: str, dtype: str, batch_tokens: int, max_length: int) -> tuple[Scorer, Reranker]:
+    engine = load_reranker(str(path), device=device, dtype=dtype, batch_tokens=batch_tokens)
+    return (lambda pairs: engine.score(pairs, max_length=max_length)), engine
 
 
-def flag_reranker(path: Path, dtype: str) -> Scorer:
-    """FlagReranker as its users call it (batch 128, its memory probe included), cast to `dtype`."""
+def flag_reranker(path: Path, device: str, dtype: str, max_length: int) -> Scorer:
+    """FlagReranker as its users call it (batch 128, its memory probe included): `use_fp16=True`
+    for fp16, else fp32 weights cast to `dtype`."""
     from FlagEmbedding import FlagReranker
 
-    flag = FlagReranker(str(path), use_fp16=False, devices="cpu")
-    flag.model.to(DTYPES[dtype])
-    return lambda pairs: [float(s) for s in flag.compute_score(pairs, max_length=MAX_LENGTH)]
+    flag = FlagReranker(str(path), use_fp16=dtype == "fp16", devices=device)
+    if dtype != "fp16":
+        flag.model.to(DTYPES[dtype])
+    return lambda pairs: [float(s) for s in flag.compute_score(pairs, max_length=max_length)]
 
 
-def cross_encoder(path: Path, dtype: str) -> Scorer:
+def cross_encoder(path: Path, device: str, dtype: str, max_length: int) -> Scorer:
     """CrossEncoder.predict with its defaults (batch 32), raw logits, weights cast to `dtype`."""
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(path), device="cpu", max_length=MAX_LENGTH, activation_fn=torch.nn.Identity())
+    model = CrossEncoder(str(path), device=device, max_length=max_length, activation_fn=torch.nn.Identity())
     model.to(DTYPES[dtype])
     return lambda pairs: (
         model.predict(pairs, show_progress_bar=False, convert_to_tensor=True).float().tolist()
     )
 
 
-def pair_lengths(engine: Reranker, pairs: list[Pair]) -> list[int]:
+def variant_pairs(variant: str, count: int | None) -> list[Pair]:
+    """The pairs of a variant: seeded synthetic ones, or the first `count` held-out DL19 pairs."""
+    default, long_every = VARIANTS[variant]
+    if variant == "heldout":
+        return load_heldout().pairs()[:count]
+    return make_pairs(count or default, long_every)
+
+
+def pair_lengths(engine: Reranker, pairs: list[Pair], max_length: int) -> list[int]:
     """Model-input tokens of each pair, truncated as every method here truncates it."""
-    queries = engine.tokenize({q for q, _ in pairs}, engine.query_max_length(MAX_LENGTH))
-    documents = engine.tokenize({d for _, d in pairs}, MAX_LENGTH)
-    return [len(engine.pair_input(queries[q], documents[d], MAX_LENGTH).ids) for q, d in pairs]
+    queries = engine.tokenize({q for q, _ in pairs}, engine.query_max_length(max_length))
+    documents = engine.tokenize({d for _, d in pairs}, max_length)
+    return [len(engine.pair_input(queries[q], documents[d], max_length).ids) for q, d in pairs]
 
 
 def forward_flops(engine: Reranker, lengths: list[int]) -> float:
@@ -93,18 +107,30 @@ def timed(scorer: Scorer, pairs: list[Pair], repeats: int) -> tuple[float, list[
     return best, scores
 
 
-def matmul_peak(dtype: torch.dtype, tokens: int = 4096, hidden: int = 1024, repeats: int = 10) -> float:
+def matmul_peak(
+    dtype: torch.dtype, device: str = "cpu", tokens: int = 4096, hidden: int = 1024, repeats: int = 10
+) -> float:
     """This machine's measured matmul FLOP/s in `dtype`, best of `repeats`, on the shape of an
     XLM-R large feed-forward layer (tokens x hidden @ hidden x 4 hidden): the physical limit the
-    model's own matmuls can reach."""
-    a, b = torch.randn(tokens, hidden, dtype=dtype), torch.randn(hidden, 4 * hidden, dtype=dtype)
+    model's own matmuls can reach. On a GPU, 16 products are timed at once (one is too short)."""
+    a = torch.randn(tokens, hidden, dtype=dtype, device=device)
+    b = torch.randn(hidden, 4 * hidden, dtype=dtype, device=device)
+    products = 16 if a.is_cuda else 1
     a @ b
     best = math.inf
     for _ in range(repeats):
+        synchronize(device)
         started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
+        for _ in range(products):
+            a @ b
+        synchronize(device)
+        best = min(best, (time.perf_counter() - started) / products)
     return 2 * tokens * hidden * 4 * hidden / best
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def sigmoid(x: float) -> float:
@@ -121,16 +147,20 @@ def run_dtype(
     """Every method on every variant in one dtype; the scores too, for the parity checks."""
     rows: list[Row] = []
     scores: dict[str, dict[str, list[float]]] = {}
-    score, engine = ours(path, dtype, args.batch_tokens)
+    score, engine = ours(path, args.device, dtype, args.batch_tokens, args.max_length)
     methods: dict[str, Callable[[], Scorer]] = {
         "rerankq": lambda: score,
-        "FlagReranker": lambda: flag_reranker(path, dtype),
-        "CrossEncoder": lambda: cross_encoder(path, dtype),
+        "FlagReranker": lambda: flag_reranker(path, args.device, dtype, args.max_length),
+        "CrossEncoder": lambda: cross_encoder(path, args.device, dtype, args.max_length),
     }
     for method, build in methods.items():
-        scorer = build()
+        try:
+            scorer = build()
+        except Exception as error:  # a baseline that cannot run here (not installed, or broken) is skipped
+            print(f"  {method} {dtype} unavailable: {type(error).__name__}: {error}", flush=True)
+            continue
         for variant, pairs in jobs.items():
-            lengths = pair_lengths(engine, pairs)
+            lengths = pair_lengths(engine, pairs, args.max_length)
             seconds, scores.setdefault(method, {})[variant] = timed(scorer, pairs, args.repeats)
             flops = forward_flops(engine, lengths)
             rows.append(Row(shape, variant, dtype, method, seconds, len(pairs), sum(lengths), flops))
@@ -167,20 +197,21 @@ def table(rows: list[Row], peaks: dict[str, float]) -> str:
 
 
 def fidelity(shape: str, scores: dict[str, dict[str, dict[str, list[float]]]]) -> list[str]:
-    """Our fp32 against FlagReranker fp32 (raw logits), and our bf16 against our fp32 (sigmoid)."""
+    """Ours against FlagReranker in the same dtype (raw logits, where it ran), and our bf16 and fp16
+    against our fp32 (sigmoid)."""
     lines = []
-    for variant, ours32 in scores.get("fp32", {}).get("rerankq", {}).items():
-        flag32 = scores["fp32"]["FlagReranker"][variant]
-        lines.append(
-            f"parity {shape} {variant} fp32: max |Δ raw| rerankq vs FlagReranker = "
-            f"{max_delta(ours32, flag32):.2e}"
-        )
-        if "bf16" in scores:
-            ours16 = scores["bf16"]["rerankq"][variant]
-            lines.append(
-                f"fidelity {shape} {variant} bf16: max |Δ sigmoid| rerankq bf16 vs fp32 = "
-                f"{max_delta(ours16, ours32, sigmoid):.4f}"
-            )
+    for dtype, by_method in scores.items():
+        for variant, ours_scores in by_method["rerankq"].items():
+            if flag := by_method.get("FlagReranker", {}).get(variant):
+                lines.append(
+                    f"parity {shape} {variant} {dtype}: max |Δ raw| rerankq vs FlagReranker = "
+                    f"{max_delta(ours_scores, flag):.2e}"
+                )
+            if dtype != "fp32" and (ours32 := scores.get("fp32", {}).get("rerankq", {}).get(variant)):
+                lines.append(
+                    f"fidelity {shape} {variant} {dtype}: max |Δ sigmoid| rerankq {dtype} vs fp32 = "
+                    f"{max_delta(ours_scores, ours32, sigmoid):.4f}"
+                )
     return lines
 
 
@@ -188,9 +219,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--shapes", nargs="+", default=["base", "v2-m3"], choices=["tiny", "base", "v2-m3"])
-    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--shapes", nargs="+", default=["base", "v2-m3"], choices=["tiny", "base", "v2-m3", "trained"]
+    )
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, every method")
+    parser.add_argument("--variants", nargs="+", default=["mixed", "long"], choices=list(VARIANTS))
+    parser.add_argument("--max-length", type=int, default=1024, help="tokens per pair, every method")
     parser.add_argument("--pairs", type=int, help="pairs per variant (default: 16 mixed, 8 long)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method; the best counts")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="rerankq's padded-token budget")
@@ -205,17 +240,17 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    peaks = {dtype: matmul_peak(DTYPES[dtype]) for dtype in args.dtypes}
+    peaks = {dtype: matmul_peak(DTYPES[dtype], args.device) for dtype in args.dtypes}
     print(
-        f"torch {torch.__version__}, {args.threads} threads, max_length {MAX_LENGTH}; matmul peak: "
-        + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()),
+        f"torch {torch.__version__}, {args.device}, {args.threads} threads, max_length {args.max_length}; "
+        "matmul peak: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()),
         flush=True,
     )
-    jobs = {v: make_pairs(args.pairs or VARIANTS[v][0], VARIANTS[v][1]) for v in args.variants}
+    jobs = {v: variant_pairs(v, args.pairs) for v in args.variants}
     rows: list[Row] = []
     checks: list[str] = []
     for shape in args.shapes:
-        path = random_model(args.cache, shape)
+        path = TRAINED_MODEL if shape == "trained" else random_model(args.cache, shape)
         scores = {}
         for dtype in args.dtypes:
             found, scores[dtype] = run_dtype(path, shape, dtype, jobs, args)

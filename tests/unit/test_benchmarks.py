@@ -29,7 +29,9 @@ def test_quick_engine_benchmark(tmp_path: Path) -> None:
         for dtype in ("fp32", "bf16")
         for method in ("rerankq", "FlagReranker", "CrossEncoder")
     }
-    parity = [float(x) for x in re.findall(r"max \|Δ raw\| rerankq vs FlagReranker = (\S+)", run.stdout)]
+    parity = [
+        float(x) for x in re.findall(r"fp32: max \|Δ raw\| rerankq vs FlagReranker = (\S+)", run.stdout)
+    ]
     drift = [float(x) for x in re.findall(r"max \|Δ sigmoid\| rerankq bf16 vs fp32 = (\S+)", run.stdout)]
     assert len(parity) == len(drift) == 2
     assert max(parity) < 1e-4
