@@ -40,8 +40,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def services(env: dict[str, str], workers: int, worker_threads: int) -> Iterator[tuple[httpx.Client, int]]:
-    """Migrate, start the API and `workers` CPU workers (each with `worker_threads` torch
+def services(
+    env: dict[str, str], workers: int, worker_threads: int, device: str = "cpu"
+) -> Iterator[tuple[httpx.Client, int]]:
+    """Migrate, start the API and `workers` workers on `device` (each with `worker_threads` torch
     threads); yield an HTTP client of the API and the API's process id."""
     env = {**os.environ, **env, "RERANK_QUEUE": f"bench-{os.getpid()}"}
     subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
@@ -54,7 +56,7 @@ def services(env: dict[str, str], workers: int, worker_threads: int) -> Iterator
         log = (logs / f"worker{i}.log").open("w")
         pool.append(
             subprocess.Popen(
-                [*RERANKQ, "worker", "--device", "cpu", "--loglevel", "info"],
+                [*RERANKQ, "worker", "--device", device, "--loglevel", "info"],
                 env={**env, "OMP_NUM_THREADS": str(worker_threads)},
                 stdout=log,
                 stderr=log,

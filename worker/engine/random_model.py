@@ -72,7 +72,7 @@ def train_tokenizer() -> XLMRobertaTokenizerFast:
         initial_alphabet=ALPHABET,
         show_progress=False,
     )
-    backend.post_processor = processors.RobertaProcessing(sep=("</s>", 2), cls=("<s>", 0))
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))  # positional: tokenizers 0.23 renamed cls
     return XLMRobertaTokenizerFast(
         tokenizer_object=backend._tokenizer,
         bos_token="<s>",

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU run in one command (at most 8 minutes): on a lent GPU machine, after benchmarks/gpu/prepare.sh
+# here and with .gpu carried, `benchmarks/gpu/run.sh`; rehearsed on a CPU with `--device cpu`
+# (smaller model and sizes). Steps, each also written to $OUT (when set) as its own file:
+#   1. engine.md    rerankq fp16 and bf16 vs FlagReranker(use_fp16=True) and CrossEncoder: pairs/s,
+#                   tokens/s, % of the matmul peak measured in the same run (benchmarks.engine)
+#   2. checks.txt   `auto` picks CUDA + fp16; the out-of-memory split under an oversized token budget
+#   3. pipeline.md  API -> Redis (the carried binary) -> one worker on the device -> SQLite, kept % of
+#                   the engine alone (benchmarks.pipeline)
+# Usage: benchmarks/gpu/run.sh [--device cuda|cpu]   (PYTHON overrides the interpreter; default python3)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+DEVICE=cuda
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --device) DEVICE=$2; shift 2 ;;
+    *) echo "usage: $0 [--device cuda|cpu]" >&2; exit 2 ;;
+  esac
+done
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:-$(mktemp -d /tmp/rerankq-gpu-run.XXXX)}
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if ! "$PYTHON" -c 'import celery, fastapi, sqlalchemy, pydantic_settings, alembic' 2>/dev/null; then
+  [[ -d .gpu/wheels ]] || { echo "missing packages and no .gpu/wheels: run benchmarks/gpu/prepare.sh" >&2; exit 2; }
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/rerankq-site .gpu/wheels/*.whl || exit 2
+  export PYTHONPATH=/tmp/rerankq-site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+"$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__,
+  "cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' | tee "$OUT/versions.txt"
+
+if [[ $DEVICE == cpu ]]; then   # the rehearsal: every step, at sizes a 2-core CPU finishes in minutes
+  SHAPE=tiny; DTYPES="fp32 bf16"; PAIRS=64; REPEATS=1; OOM_PAIRS=64; PIPELINE_PAIRS=4000
+else
+  SHAPE=v2-m3; DTYPES="fp16 bf16"; PAIRS=2048; REPEATS=3; OOM_PAIRS=512; PIPELINE_PAIRS=20000
+fi
+
+REDIS=redis-server
+[[ -x .gpu/bin/redis-server ]] && REDIS=.gpu/bin/redis-server
+PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+LD_LIBRARY_PATH=$PWD/.gpu/lib "$REDIS" --port "$PORT" --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
+REDIS_PID=$!
+trap 'kill $REDIS_PID 2>/dev/null' EXIT
+
+failed=0
+step() {  # step NAME FILE COMMAND...: run, show and keep its output; remember a failure
+  local name=$1 file=$2; shift 2
+  echo "== $name: $*"
+  "$@" 2>"$OUT/$file.log" | tee "$OUT/$file" || { failed=1; echo "!! $name failed (see $OUT/$file.log):"; tail -20 "$OUT/$file.log"; }
+}
+# shellcheck disable=SC2086
+step engine engine.md timeout 240 "$PYTHON" -m benchmarks.engine --device "$DEVICE" --shapes $SHAPE \
+  --dtypes $DTYPES --pairs $PAIRS --repeats $REPEATS
+step checks checks.txt timeout 90 "$PYTHON" -m benchmarks.gpu.checks --device "$DEVICE" --shape $SHAPE \
+  --pairs $OOM_PAIRS
+step pipeline pipeline.md timeout 150 "$PYTHON" -m benchmarks.pipeline --device "$DEVICE" --shape $SHAPE \
+  --pairs $PIPELINE_PAIRS --sqlite /tmp/rerankq-gpu-bench.db --redis "redis://127.0.0.1:$PORT/0"
+echo "outputs in $OUT"
+[[ $failed == 0 ]] && echo "gpu run: every step passed" || echo "gpu run: a step FAILED"
+exit $failed
