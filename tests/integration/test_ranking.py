@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks.heldout import HELDOUT, TRAINED_MODEL, load_heldout
-from tests.conftest import WorkerProcess, make_client, queue_for
+from tests.integration.conftest import WorkerProcess, make_client, queue_for
 from tests.integration.helpers import wait_for
 from worker.engine import load_reranker
 
