@@ -112,10 +112,13 @@ def matmul_peak(
 ) -> float:
     """This machine's measured matmul FLOP/s in `dtype`, best of `repeats`, on the shape of an
     XLM-R large feed-forward layer (tokens x hidden @ hidden x 4 hidden): the physical limit the
-    model's own matmuls can reach. On a GPU, 16 products are timed at once (one is too short)."""
+    model's own matmuls can reach. On a GPU, a budget's worth of tokens (16384) in 16 products
+    timed at once (one is too short to time)."""
+    gpu = device.startswith("cuda")
+    tokens = 16384 if gpu else tokens
     a = torch.randn(tokens, hidden, dtype=dtype, device=device)
     b = torch.randn(hidden, 4 * hidden, dtype=dtype, device=device)
-    products = 16 if a.is_cuda else 1
+    products = 16 if gpu else 1
     a @ b
     best = math.inf
     for _ in range(repeats):

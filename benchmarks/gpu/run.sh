@@ -31,9 +31,9 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   "cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' | tee "$OUT/versions.txt"
 
 if [[ $DEVICE == cpu ]]; then   # the rehearsal: every step, at sizes a 2-core CPU finishes in minutes
-  SHAPE=tiny; DTYPES="fp32 bf16"; PAIRS=64; REPEATS=1; OOM_PAIRS=64; PIPELINE_PAIRS=4000
+  SHAPE=tiny; DTYPES="fp32 bf16"; PAIRS=16; REPEATS=1; OOM_PAIRS=64; PIPELINE_PAIRS=1000
 else
-  SHAPE=v2-m3; DTYPES="fp16 bf16"; PAIRS=2048; REPEATS=3; OOM_PAIRS=512; PIPELINE_PAIRS=20000
+  SHAPE=v2-m3; DTYPES="fp16 bf16"; PAIRS=1024; REPEATS=2; OOM_PAIRS=512; PIPELINE_PAIRS=8000
 fi
 
 REDIS=redis-server
@@ -50,11 +50,11 @@ step() {  # step NAME FILE COMMAND...: run, show and keep its output; remember a
   "$@" 2>"$OUT/$file.log" | tee "$OUT/$file" || { failed=1; echo "!! $name failed (see $OUT/$file.log):"; tail -20 "$OUT/$file.log"; }
 }
 # shellcheck disable=SC2086
-step engine engine.md timeout 240 "$PYTHON" -m benchmarks.engine --device "$DEVICE" --shapes $SHAPE \
+step engine engine.md timeout -s INT -k 10 260 "$PYTHON" -m benchmarks.engine --device "$DEVICE" --shapes $SHAPE \
   --dtypes $DTYPES --pairs $PAIRS --repeats $REPEATS
-step checks checks.txt timeout 90 "$PYTHON" -m benchmarks.gpu.checks --device "$DEVICE" --shape $SHAPE \
+step checks checks.txt timeout -s INT -k 10 70 "$PYTHON" -m benchmarks.gpu.checks --device "$DEVICE" --shape $SHAPE \
   --pairs $OOM_PAIRS
-step pipeline pipeline.md timeout 150 "$PYTHON" -m benchmarks.pipeline --device "$DEVICE" --shape $SHAPE \
+step pipeline pipeline.md timeout -s INT -k 10 120 "$PYTHON" -m benchmarks.pipeline --device "$DEVICE" --shape $SHAPE \
   --pairs $PIPELINE_PAIRS --sqlite /tmp/rerankq-gpu-bench.db --redis "redis://127.0.0.1:$PORT/0"
 echo "outputs in $OUT"
 [[ $failed == 0 ]] && echo "gpu run: every step passed" || echo "gpu run: a step FAILED"

@@ -72,7 +72,8 @@ def train_tokenizer() -> XLMRobertaTokenizerFast:
         initial_alphabet=ALPHABET,
         show_progress=False,
     )
-    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))  # positional: tokenizers 0.23 renamed cls
+    # (sep, cls) positionally: tokenizers 0.23 renamed the `cls` keyword
+    backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     return XLMRobertaTokenizerFast(
         tokenizer_object=backend._tokenizer,
         bos_token="<s>",
