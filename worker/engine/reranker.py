@@ -15,6 +15,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from worker.engine.batching import token_budget_batches
+from worker.engine.pairs import PairLayout
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Reranker:
         self.dtype = dtype
         self.name = name
         self.batch_tokens = batch_tokens
-        self._special = tokenizer.num_special_tokens_to_add(pair=True)
+        self._layout = PairLayout.of(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._type_ids = "token_type_ids" in tokenizer.model_input_names
         self.length_limit = length_limit(model, tokenizer)
@@ -106,17 +107,14 @@ class Reranker:
     def document_budget(self, query_ids: Sequence[int], max_length: int) -> int:
         """How many document tokens fit beside this query in a pair of `max_length` tokens (cut to
         the model's limit)."""
-        return max(0, self.effective_max_length(max_length) - self._special - len(query_ids))
+        return max(0, self.effective_max_length(max_length) - self._layout.special_tokens - len(query_ids))
 
     def pair_input(self, query_ids: list[int], document_ids: list[int], max_length: int) -> ModelInput:
         """One model input as FlagReranker builds it: the pair truncated on the document side, with
         the token type ids the tokenizer gives that truncated pair."""
         kept = document_ids[: self.document_budget(query_ids, max_length)]
-        ids = self.tokenizer.build_inputs_with_special_tokens(query_ids, kept)
-        if not self._type_ids:
-            return ModelInput(tuple(ids), None)
-        types = self.tokenizer.create_token_type_ids_from_sequences(query_ids, kept)
-        return ModelInput(tuple(ids), tuple(types))
+        ids = self._layout.ids(query_ids, kept)
+        return ModelInput(ids, self._layout.types(query_ids, kept) if self._type_ids else None)
 
     @torch.inference_mode()
     def score_encoded(self, encoded: Sequence[ModelInput]) -> list[float]:
