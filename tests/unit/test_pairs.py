@@ -8,7 +8,6 @@ from transformers import AutoTokenizer
 
 from worker.engine.pairs import PairLayout
 
-TRAINED = Path("/work/shared/models/minilm-l6-rerank")
 PAIRS = [
     ("how do I drop rows with NaN in pandas?", "Use df.dropna(subset=['a']) to drop them."),
     ("年假怎么计算？", "员工入职满一年后享有五天带薪年假。"),
@@ -27,12 +26,15 @@ def check_layout(path: Path) -> None:
     assert layout.special_tokens == tokenizer.num_special_tokens_to_add(pair=True)
 
 
-def test_xlm_roberta_layout(tiny_model: Path) -> None:
+def test_xlm_roberta_layout_has_no_second_type(tiny_model: Path) -> None:
     check_layout(tiny_model)
+    layout = PairLayout.of(AutoTokenizer.from_pretrained(str(tiny_model)))
+    assert layout.middle == (2, 2) and layout.document_type == 0
 
 
-@pytest.mark.skipif(not TRAINED.exists(), reason="the trained BERT test model is not on this machine")
-def test_bert_layout_has_two_token_types() -> None:
-    check_layout(TRAINED)
-    layout = PairLayout.of(AutoTokenizer.from_pretrained(str(TRAINED)))
+@pytest.mark.parametrize("model", ["tiny_bert_model", "trained_model"])
+def test_bert_layout_has_two_token_types(model: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(model)
+    check_layout(path)
+    layout = PairLayout.of(AutoTokenizer.from_pretrained(str(path)))
     assert (layout.query_type, layout.document_type) == (0, 1)

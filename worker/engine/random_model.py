@@ -99,8 +99,8 @@ def train_wordpiece_tokenizer() -> BertTokenizerFast:
         limit_alphabet=len(ALPHABET),
         show_progress=False,
     )
-    backend.post_processor = processors.BertProcessing(
-        sep=("[SEP]", backend.token_to_id("[SEP]")), cls=("[CLS]", backend.token_to_id("[CLS]"))
+    backend.post_processor = processors.BertProcessing(  # (sep, cls) positionally, as above
+        ("[SEP]", backend.token_to_id("[SEP]")), ("[CLS]", backend.token_to_id("[CLS]"))
     )
     return BertTokenizerFast(tokenizer_object=backend._tokenizer, model_max_length=512)
 
