@@ -7,12 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import ir_measures
-
 SHARED = Path("/work/shared")
 TRAINED_MODEL = SHARED / "models" / "minilm-l6-rerank"
 HELDOUT = SHARED / "data" / "dl19-rerank-eval"
-NDCG10 = ir_measures.nDCG @ 10
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,12 @@ class Heldout:
         return [[next(it) for _ in q.candidates] for q in self.queries]
 
     def ndcg10(self, scores: Sequence[float]) -> float:
-        """Mean nDCG@10 over the held-out queries of the ranking `scores` gives."""
-        return float(ir_measures.calc_aggregate([NDCG10], self.qrels, self.run(scores))[NDCG10])
+        """Mean nDCG@10 over the held-out queries of the ranking `scores` gives (ir-measures is
+        imported here: benchmarks.engine runs without it, on the GPU machine too)."""
+        import ir_measures
+
+        ndcg10 = ir_measures.nDCG @ 10
+        return float(ir_measures.calc_aggregate([ndcg10], self.qrels, self.run(scores))[ndcg10])
 
 
 def load_heldout(root: Path = HELDOUT, limit: int | None = None) -> Heldout:

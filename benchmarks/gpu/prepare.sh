@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # Gather what benchmarks/gpu/run.sh needs on a lent GPU machine that its image lacks, into .gpu/
 # (ignored by git; pass it to the device tool as `carry: [".gpu"]`):
-#   .gpu/wheels  cp312 manylinux / pure-Python wheels of this project's runtime needs and of
-#                FlagEmbedding, at the versions installed in this venv (the image has torch 2.11,
-#                transformers 5.x, sentence-transformers, numpy, httpx, typer, tqdm, pyarrow ...)
+#   .gpu/wheels  cp312 manylinux / pure-Python wheels of this project's runtime needs, at the
+#                versions installed in this venv (the image has torch 2.11, transformers 5.x,
+#                sentence-transformers, numpy, httpx, typer, tqdm, pyarrow ...). Not FlagEmbedding:
+#                1.4.2 cannot be imported under transformers 5.x (transformers.modeling_attn_mask_utils
+#                is gone), so the GPU run reports its baseline as unavailable.
 #   .gpu/bin     redis-server, copied from this machine, with the shared libraries it needs in .gpu/lib
 # Usage: benchmarks/gpu/prepare.sh [PYTHON]   (PYTHON: the venv whose versions to fetch; default .venv)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${1:-.venv/bin/python}
 DEST=.gpu
-# Not in the GPU image (KINDS.md's package list): the service's stack, and FlagEmbedding with what
-# it imports beyond the image (datasets, dill, multiprocess).
+# Not in the GPU image (KINDS.md's package list): the service's stack.
 PACKAGES=(
   celery kombu billiard vine amqp click-didyoumean click-plugins click-repl prompt_toolkit wcwidth
-  redis fastapi starlette uvicorn sqlalchemy greenlet alembic mako python-multipart
+  redis fastapi starlette uvicorn sqlalchemy greenlet alembic mako python-multipart psycopg psycopg-binary
   pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection typing-extensions
-  FlagEmbedding datasets dill multiprocess
 )
 rm -rf "$DEST" && mkdir -p "$DEST/wheels" "$DEST/bin" "$DEST/lib"
 pins=$("$PYTHON" -c 'import sys
