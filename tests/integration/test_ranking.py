@@ -3,33 +3,31 @@ pipeline (API -> Redis -> a real worker -> PostgreSQL) rank exactly as the engin
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.heldout import HELDOUT, TRAINED_MODEL, load_heldout
+from benchmarks.heldout import HELDOUT, load_heldout
 from tests.integration.conftest import WorkerProcess, make_client, queue_for
 from tests.integration.helpers import wait_for
 from worker.engine import load_reranker
 
 QUERIES = 2  # of the 21 held-out queries: 200 pairs, enough for a ranking, quick on a CPU
 MAX_LENGTH = 512
-pytestmark = pytest.mark.skipif(
-    not (TRAINED_MODEL / "config.json").exists() or not HELDOUT.exists(),
-    reason=f"the trained test model and held-out data are not at {TRAINED_MODEL.parent.parent}",
-)
+pytestmark = pytest.mark.skipif(not HELDOUT.exists(), reason=f"no held-out data at {HELDOUT}")
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_pipeline_ranks_held_out_candidates_as_the_engine_does(
-    db_url: str, start_worker: Callable[..., WorkerProcess]
+    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
     data = load_heldout(limit=QUERIES)
-    engine = load_reranker(str(TRAINED_MODEL), device="cpu", dtype="fp32")
+    engine = load_reranker(str(trained_model), device="cpu", dtype="fp32")
     alone = engine.score(data.pairs(), max_length=MAX_LENGTH)
 
     queue = f"{queue_for(db_url)}-ranking"
-    worker = start_worker(db_url, queue, model=str(TRAINED_MODEL), dtype="fp32")
+    worker = start_worker(db_url, queue, model=str(trained_model), dtype="fp32")
     body = {
         "queries": [
             {
