@@ -6,8 +6,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.docs import serve_docs
+from api.pages import routes as pages
 from api.retention import retention
 from api.routes import collections, health, job_files, jobs
 from worker.config import Settings
@@ -87,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(collections.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
     app.middleware("http")(_body_limit(settings.max_request_bytes))

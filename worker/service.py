@@ -21,6 +21,7 @@ from worker.views import (
     DocumentOut,
     DocumentsPage,
     JobOut,
+    QueryOut,
     ResultOut,
     ResultsPage,
 )
@@ -181,6 +182,17 @@ def results_page(
         results=[ResultOut.from_ranked(row, options, include_chunks) for row in rows[:limit]],
         next_cursor=_encode_cursor(last.query_pk, last.rank) if last else None,
     )
+
+
+def job_queries(session: Session, job_id: str, limit: int, query_id: str | None = None) -> list[QueryOut]:
+    """A job's first `limit` queries (or its query `query_id`) with their texts, in submission order."""
+    rows = store.query_texts(session, job_id, limit, query_id)
+    return [QueryOut(id=client_id, text=text) for client_id, text in rows]
+
+
+def document_texts(session: Session, job_id: str, query_id: str, document_ids: list[str]) -> dict[str, str]:
+    """The whole texts of some of a query's documents (results carry only the winning window's)."""
+    return store.document_texts(session, job_id, query_id, document_ids)
 
 
 # Rows per store query of an export: enough to keep round trips few, few enough that one page of

@@ -434,6 +434,30 @@ def has_query(session: Session, job_id: str, query_id: str) -> bool:
     return session.execute(stmt).first() is not None
 
 
+def query_texts(
+    session: Session, job_id: str, limit: int, query_id: str | None = None
+) -> list[tuple[str, str]]:
+    """(client id, text) of a job's first `limit` queries (or of `query_id`), in submission order."""
+    stmt = select(Query.client_id, Query.text).where(Query.job_id == job_id)
+    if query_id is not None:
+        stmt = stmt.where(Query.client_id == query_id)
+    stmt = stmt.order_by(Query.id).limit(limit)
+    return [(client_id, query_text) for client_id, query_text in session.execute(stmt)]
+
+
+def document_texts(
+    session: Session, job_id: str, query_id: str, document_ids: Sequence[str]
+) -> dict[str, str]:
+    """The submitted (or collection) text of some of a query's documents, by document client id."""
+    stmt = (
+        select(Document.client_id, _document_text())
+        .join(Query, Query.id == Document.query_id)
+        .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
+        .where(Query.job_id == job_id, Query.client_id == query_id, Document.client_id.in_(document_ids))
+    )
+    return {client_id: document_text for client_id, document_text in session.execute(stmt)}
+
+
 def pairs_done_since(session: Session, job_id: str, since: datetime) -> int:
     """Pairs of a job's batches scored at or after `since`: the numerator of its recent rate."""
     stmt = select(func.coalesce(func.sum(Batch.pairs), 0)).where(

@@ -144,6 +144,16 @@ class BatchErrors(BaseModel):
     errors: list[BatchError] = Field(description="A job's failed batches, in planning order.")
 
 
+def sigmoid(raw: float) -> float:
+    """A raw logit as a 0..1 score (0 where exp would overflow)."""
+    return 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
+
+
+class QueryOut(BaseModel):
+    id: str
+    text: str
+
+
 @dataclass(frozen=True)
 class RankedRow:
     """One ranked result as the store reads it: client ids, the query's primary key (the cursor's
@@ -198,7 +208,7 @@ class ResultOut(BaseModel):
         """A stored result scored as the job's options ask; every window's score when asked
         (left unset otherwise, so the response omits it)."""
         raw = row.raw_score
-        probability = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
+        probability = sigmoid(raw)
         best = BestChunk(index=row.best_window, start=row.best_start, end=row.best_end, text=row.best_text)
         result = cls(
             query_id=row.query_id,

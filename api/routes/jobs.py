@@ -1,10 +1,16 @@
-"""/v1/jobs: submit, list, look at, cancel, page through results and export them as JSONL or CSV."""
+"""/v1/jobs: submit, list, look at, cancel, page through results and export them as JSONL, CSV or
+Parquet."""
 
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 
 from api import deps
 from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
@@ -113,7 +119,7 @@ def get_results(
     return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)
 
 
-_EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+_EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 def _export(session: Session, job_id: str, query_id: str | None, kind: str) -> StreamingResponse:
@@ -142,3 +148,23 @@ def export_csv(job_id: str, session: DbSession, query_id: str | None = None) -> 
     """Every ranked result of a finished job as CSV: query_id, document_id, rank, raw_score, score,
     relevant, by query then rank; top_k applies."""
     return _export(session, job_id, query_id, "csv")
+
+
+@router.get("/{job_id}/results.parquet", response_class=FileResponse, responses=_streamed("parquet"))
+def export_parquet(job_id: str, session: DbSession, query_id: str | None = None) -> FileResponse:
+    """The rows of results.csv as Parquet. A Parquet file ends with its footer, so it is written to
+    a temporary file first (a row group at a time, in flat memory), sent, then deleted."""
+    pages = service.export_pages(session, job_id, query_id)
+    folder = Path(tempfile.mkdtemp(prefix="rerankq-export-"))
+    try:
+        path = folder / f"{job_id}.parquet"
+        export.write_results(itertools.chain.from_iterable(export.records(pages)), path)
+    except BaseException:
+        shutil.rmtree(folder)
+        raise
+    return FileResponse(
+        path,
+        media_type=_EXPORTS["parquet"],
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, folder),
+    )

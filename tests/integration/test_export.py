@@ -1,4 +1,4 @@
-"""Streamed exports of a finished job's results (.jsonl, .csv, and `rerankq results -o out.parquet`)
+"""Exports of a finished job's results (.jsonl and .csv streamed, .parquet, `rerankq results -o x.parquet`)
 through the HTTP API with a real worker, on SQLite and PostgreSQL; the store read a page at a time."""
 
 import csv
@@ -44,6 +44,9 @@ def exported(client: TestClient, job_id: str, kind: str, **params: Any) -> list[
     response = client.get(f"/v1/jobs/{job_id}/results.{kind}", params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-disposition"] == f'attachment; filename="{job_id}.{kind}"'
+    if kind == "parquet":
+        assert response.headers["content-type"] == "application/vnd.apache.parquet"
+        return list(pq.read_table(io.BytesIO(response.content)).to_pylist())
     if kind == "csv":
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         return list(csv.DictReader(io.StringIO(response.text)))
@@ -58,6 +61,10 @@ def as_csv(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+def as_parquet(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(RESULT_COLUMNS, flat(row), strict=True)) for row in rows]
+
+
 def test_exports_stream_every_row_as_the_paged_api_has_them(client: TestClient) -> None:
     job_id = finished_job(client)
     rows = paged(client, job_id)
@@ -68,6 +75,7 @@ def test_exports_stream_every_row_as_the_paged_api_has_them(client: TestClient) 
     assert exported(client, job_id, "csv") == as_csv(rows)
     submitted = {(q["id"], d["id"]): d["metadata"] for q in job_body(3, 9)["queries"] for d in q["documents"]}
     assert all(row["metadata"] == submitted[row["query_id"], row["document_id"]] for row in rows)
+    assert exported(client, job_id, "parquet") == as_parquet(rows)
 
 
 def test_exports_keep_top_k_and_filter_by_query(client: TestClient) -> None:
@@ -79,9 +87,10 @@ def test_exports_keep_top_k_and_filter_by_query(client: TestClient) -> None:
     assert [r["query_id"] for r in one] == ["q1", "q1"]
     assert exported(client, job_id, "jsonl", query_id="q1") == one
     assert exported(client, job_id, "csv", query_id="q1") == as_csv(one)
+    assert exported(client, job_id, "parquet", query_id="q1") == as_parquet(one)
 
 
-@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet"])
 def test_export_errors_are_answered_before_any_row(client: TestClient, session: Session, kind: str) -> None:
     missing = client.get(f"/v1/jobs/no-such-job/results.{kind}")
     assert missing.status_code == 404 and missing.json()["field"] == "id"

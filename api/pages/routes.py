@@ -1,0 +1,111 @@
+"""The page at `/`: submit a job, watch jobs run, read a job's ranked results as cards or a table,
+look at a collection. Each view reads through worker.service (or the collection functions the
+JSON API calls) and renders a template; forms, progress and the threshold slider talk to the JSON
+API from static/page.js."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api import deps
+from api.pages.cards import Card, cards
+from worker import collection, service
+from worker.errors import RerankError
+from worker.lifecycle import FINISHED, Priority
+from worker.views import CollectionOut, JobOut, QueryOut
+
+HERE = Path(__file__).parents[1]
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+DbSession = Annotated[Session, Depends(deps.session)]
+
+# Results per page: a job of any size never loads more than this at once.
+PAGE_SIZE = 50
+# Queries listed in the picker; a job with more is reached by ?query_id= in the address.
+PICKER_QUERIES = 500
+# Threshold presets by use case: recall first, the default, precision first.
+PRESETS = (("Internal search", 0.4), ("Default", 0.5), ("Customer support", 0.75))
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"presets": PRESETS, **context}, status_code=status)
+
+
+def _error(request: Request, error: RerankError) -> HTMLResponse:
+    """A page's own error (an unknown job, a bad cursor) as a page, not as JSON."""
+    return _render(
+        request, "error.html", error.status_code, status_code=error.status_code, message=error.message
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def submit_page(request: Request) -> HTMLResponse:
+    return _render(request, "submit.html", priorities=list(Priority))
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, session: DbSession) -> HTMLResponse:
+    return _render(request, "jobs.html", jobs=service.list_jobs(session, None, 100))
+
+
+@dataclass(frozen=True)
+class ResultsView:
+    """A finished job's page: the picker's queries, the picked one, its cards and the next cursor."""
+
+    queries: list[QueryOut]
+    query: QueryOut | None
+    cards: list[Card]
+    next_cursor: str | None
+
+
+def _results(session: Session, job: JobOut, query_id: str | None, cursor: str | None) -> ResultsView:
+    queries = service.job_queries(session, job.id, PICKER_QUERIES)
+    query_id = query_id or (queries[0].id if queries else None)
+    if query_id is None:
+        return ResultsView(queries, None, [], None)
+    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor)
+    query = next((q for q in queries if q.id == query_id), None)
+    query = query or service.job_queries(session, job.id, 1, query_id)[0]  # one beyond the picker's
+    shown = [result.document_id for result in page.results]
+    texts = service.document_texts(session, job.id, query_id, shown) if shown else {}
+    return ResultsView(queries, query, cards(query.text, page.results, texts), page.next_cursor)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(
+    request: Request,
+    job_id: str,
+    session: DbSession,
+    query_id: str | None = None,
+    cursor: str | None = None,
+    view: Annotated[str, Query(pattern="^(cards|table)$")] = "cards",
+) -> HTMLResponse:
+    """A job: live progress while it runs; once finished, a page of one query's ranked results."""
+    try:
+        job = service.job_status(session, job_id)
+        results = _results(session, job, query_id, cursor) if job.status in FINISHED else None
+    except RerankError as error:
+        return _error(request, error)
+    return _render(
+        request, "job.html", job=job, view=view, cursor=cursor, page_size=PAGE_SIZE, results=results
+    )
+
+
+@router.get("/collections", response_class=HTMLResponse)
+def collections_page(request: Request) -> HTMLResponse:
+    return _render(request, "collections.html")
+
+
+@router.get("/collections/{collection_id}", response_class=HTMLResponse)
+def collection_page(request: Request, collection_id: str, session: DbSession) -> HTMLResponse:
+    try:
+        found = CollectionOut.from_row(collection.get(session, collection_id))
+    except RerankError as error:
+        return _error(request, error)
+    return _render(request, "collection.html", collection=found)
