@@ -29,6 +29,8 @@ DbSession = Annotated[Session, Depends(deps.session)]
 PAGE_SIZE = 50
 # Queries listed in the picker; a job with more is reached by ?query_id= in the address.
 PICKER_QUERIES = 500
+# Collections offered in the submit form's picker and listed on the collections page, newest first.
+PICKER_COLLECTIONS = 200
 # Threshold presets by use case: recall first, the default, precision first.
 PRESETS = (("Internal search", 0.4), ("Default", 0.5), ("Customer support", 0.75))
 
@@ -45,8 +47,9 @@ def _error(request: Request, error: RerankError) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def submit_page(request: Request) -> HTMLResponse:
-    return _render(request, "submit.html", priorities=list(Priority))
+def submit_page(request: Request, session: DbSession) -> HTMLResponse:
+    collections = service.list_collections(session, PICKER_COLLECTIONS)
+    return _render(request, "submit.html", priorities=list(Priority), collections=collections)
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -98,8 +101,9 @@ def job_page(
 
 
 @router.get("/collections", response_class=HTMLResponse)
-def collections_page(request: Request) -> HTMLResponse:
-    return _render(request, "collections.html")
+def collections_page(request: Request, session: DbSession) -> HTMLResponse:
+    collections = service.list_collections(session, PICKER_COLLECTIONS)
+    return _render(request, "collections.html", collections=collections)
 
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)

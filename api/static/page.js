@@ -4,7 +4,6 @@
 "use strict";
 
 const KEY = "rerankq-key";
-const COLLECTIONS = "rerankq-collections";
 const ACTIVE = ["queued", "running"];
 
 // The API key of this tab: sent as a bearer token, and mirrored in a session cookie so that
@@ -135,10 +134,6 @@ function showSource(form) {
   }
 }
 
-function knownCollections() {
-  return JSON.parse(localStorage.getItem(COLLECTIONS) || "[]");
-}
-
 function setupSubmit(form) {
   for (const radio of form.source) radio.addEventListener("change", () => showSource(form));
   const wanted = new URLSearchParams(location.search).get("collection");
@@ -147,8 +142,6 @@ function setupSubmit(form) {
     form.collection.value = wanted;
   }
   showSource(form);
-  const list = document.getElementById("known-collections");
-  for (const known of knownCollections()) list.append(new Option(known.name || known.id, known.id));
   setupThreshold(form.threshold, document.getElementById("threshold-value"), () => {});
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -166,21 +159,7 @@ function setupSubmit(form) {
 
 // ---- collections ----
 
-function remember(id, name) {
-  const known = knownCollections().filter((c) => c.id !== id);
-  localStorage.setItem(COLLECTIONS, JSON.stringify([{ id, name }, ...known].slice(0, 50)));
-}
-
 function setupCollections(form) {
-  const list = document.getElementById("recent-collections");
-  const known = knownCollections();
-  if (known.length) list.replaceChildren();
-  for (const c of known) {
-    const link = Object.assign(document.createElement("a"), { href: `/collections/${c.id}`, textContent: c.name || c.id });
-    const item = document.createElement("li");
-    item.append(link);
-    list.append(item);
-  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
@@ -191,7 +170,6 @@ function setupCollections(form) {
     const name = form.name.value.trim();
     const { ok, body } = await api(`/v1/collections${name ? `?name=${encodeURIComponent(name)}` : ""}`, { method: "POST", body: data });
     if (!ok) return showError(form, body);
-    remember(body.id, body.name);
     location.assign(`/collections/${body.id}`);
   });
 }
@@ -295,8 +273,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (submit) setupSubmit(submit);
   const upload = document.getElementById("collection-form");
   if (upload) setupCollections(upload);
-  const collection = document.getElementById("collection");
-  if (collection) remember(collection.dataset.collection, collection.dataset.name);
   setupProgress();
   setupResults();
 });

@@ -409,6 +409,12 @@ def test_collection_upload_errors_and_a_job_over_it(page: Page, api_url: str, tm
     assert counts[:2] == ["2", "2"]
     assert page.locator("table.raw tbody td.num").all_inner_texts() == ["2", "3"]
     screenshot(page, "collection")
+    collection_id = page.url.rsplit("/", 1)[1]
+    page.goto("/collections")
+    assert page.locator(f"a[href='/collections/{collection_id}']").inner_text() == "kb"
+    page.goto("/")
+    assert page.locator(f"#known-collections option[value='{collection_id}']").count() == 1  # the picker
+    page.goto(f"/collections/{collection_id}")
     page.click("text=Rerank against it")
     page.fill("#query", "rotate the API key")
     page.click("button.primary")
