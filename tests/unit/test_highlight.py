@@ -64,6 +64,7 @@ def _result(document_id: str, start: int, end: int, text: str, chunks: int) -> R
         chunks=chunks,
         best_chunk=best,
         query_truncated=False,
+        metadata=None,
     )
 
 
