@@ -141,10 +141,17 @@ class FinishedWatch:
 
 @asynccontextmanager
 async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
+    """A subscription to finished-job notices; an unreachable broker is a 503 before anything
+    is stored."""
     client = redis.asyncio.Redis.from_url(broker_url)
     pubsub = client.pubsub()
     try:
-        await pubsub.subscribe(FINISHED_CHANNEL)
+        try:
+            await pubsub.subscribe(FINISHED_CHANNEL)
+        except redis.RedisError as error:
+            raise service.Unavailable(
+                f"the broker is unreachable ({error}); nothing was submitted"
+            ) from error
         yield FinishedWatch(pubsub)
     finally:
         await pubsub.aclose()

@@ -9,13 +9,14 @@ from typing import Any
 import cohere
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from langchain_cohere import CohereRerank as LangchainCohereRerank
 from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaCohereRerank
 
 from tests.integration.conftest import WorkerProcess, make_app
-from tests.integration.helpers import serve
+from tests.integration.helpers import free_port, serve
 
 QUERY = "how do I drop rows with missing values in a pandas dataframe?"
 DOCUMENTS = [
@@ -199,3 +200,26 @@ def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str) -> None
         assert job_id in response.json()["message"]
         job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
     assert job["status"] == "queued" and job["synchronous"] is True
+
+
+def test_limits_are_the_apps_own_settings(db_url: str) -> None:
+    """Checked before anything is stored: the document count and length against this app's limits."""
+    app = make_app(db_url, "rerank-test-nobody-listens", sync_max_documents=3, max_document_chars=50)
+    with TestClient(app) as client:
+        jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
+        many = client.post("/v2/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]})
+        long = client.post("/rerank", json={"query": "q", "texts": ["short", "x" * 51]})
+        assert len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == jobs_before
+    assert many.status_code == 422 and many.json()["field"] == "documents"
+    assert "at most 3 (RERANK_SYNC_MAX_DOCUMENTS)" in many.json()["message"]
+    assert long.status_code == 422 and long.json()["field"] == "texts.1"
+    assert "RERANK_MAX_DOCUMENT_CHARS" in long.json()["error"]
+
+
+def test_an_unreachable_broker_is_a_503_and_stores_nothing(db_url: str) -> None:
+    app = make_app(db_url, "rerank-test-nobody-listens", broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    with TestClient(app) as client:
+        jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
+        response = client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
+        assert len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == jobs_before
+    assert response.status_code == 503 and "unreachable" in response.json()["message"]
