@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from worker import service
 from worker.config import Settings
-from worker.errors import InvalidInput, JobFailed, WaitTimeout
+from worker.errors import InvalidInput, JobFailed, Unavailable, WaitTimeout
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 
