@@ -149,9 +149,7 @@ async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
         try:
             await pubsub.subscribe(FINISHED_CHANNEL)
         except redis.RedisError as error:
-            raise service.Unavailable(
-                f"the broker is unreachable ({error}); nothing was submitted"
-            ) from error
+            raise Unavailable(f"the broker is unreachable ({error}); nothing was submitted") from error
         yield FinishedWatch(pubsub)
     finally:
         await pubsub.aclose()
