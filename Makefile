@@ -39,8 +39,10 @@ test-tf5:
 	$(TF5)/bin/pip install -q torch==2.13.0 'transformers>=5,<6' 'sentence-transformers>=5' numpy pytest hypothesis
 	PYTHONPATH=$(CURDIR) $(TF5)/bin/pytest -q tests/unit/test_engine.py tests/unit/test_pairs.py
 
-# Measurements behind the README's benchmark tables (about 40 minutes on 2 CPU cores; see benchmarks/).
+# Measurements behind the README's benchmark tables (about 50 minutes on 2 CPU cores; see benchmarks/).
 bench: install
 	$(BIN)/python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16
 	$(BIN)/python -m benchmarks.pipeline --pairs 20000
 	$(BIN)/python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
+	$(BIN)/python -m benchmarks.sync_latency --requests 30
+	$(BIN)/python -m benchmarks.sync_latency --requests 30 --task-pairs 64

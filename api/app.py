@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.docs import serve_docs
+from api.metrics import ApiMetrics
 from api.pages import routes as pages
 from api.retention import retention
-from api.routes import collections, health, job_files, jobs
+from api.routes import collections, compat, health, job_files, jobs, metrics
 from worker.config import Settings
-from worker.errors import RerankError
+from worker.errors import RerankError, WaitTimeout
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
@@ -21,39 +22,56 @@ from worker.spec import JOB_KINDS
 _LOCATIONS = {"body", "query", "path", "header"}
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _field(loc: tuple[Any, ...], tagged: bool) -> str:
+    """A validation error's field path; `tagged`: the body is a tagged union of job kinds."""
     parts = [str(part) for part in loc]
     if len(parts) > 1 and parts[0] in _LOCATIONS:
         parts = parts[1:]
-    if parts and parts[0] in JOB_KINDS:  # which kind of job body it was read as
+    if tagged and parts and parts[0] in JOB_KINDS:  # which kind of job body it was read as
         parts = parts[1:] or ["body"]
     return ".".join(parts)
 
 
-def _not_json(error: Any) -> dict[str, Any]:
+def _error(
+    request: Request,
+    status: int,
+    message: str,
+    field: str | None,
+    details: list[dict[str, Any]],
+    **extra: str,
+) -> JSONResponse:
+    """Errors as the caller's client expects them: Cohere's {message} on its routes, rerankq's
+    {error, field, details} everywhere else (TEI's /rerank included: its own errors say `error`)."""
+    if request.url.path in compat.COHERE_ROUTES:
+        body: dict[str, Any] = {"message": message, "field": field, **extra}
+    else:
+        body = {"error": message, "field": field, "details": details, **extra}
+    return JSONResponse(body, status_code=status)
+
+
+def _not_json(error: Any) -> str:
     where, why = error["loc"][-1], error.get("ctx", {}).get("error", error["msg"])
-    message = (
+    return (
         f"body is not JSON (character {where}: {why}); "
         "send a JSONL body (one query per line) as content-type: application/x-ndjson"
     )
-    return {"error": message, "field": "body", "details": [{"field": "body", "message": message}]}
 
 
-async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if exc.errors()[0]["type"] == "json_invalid":  # most often JSONL sent as application/json
-        return JSONResponse(_not_json(exc.errors()[0]), status_code=422)
-    details = [{"field": _field(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        message = _not_json(exc.errors()[0])
+        return _error(request, 422, message, "body", [{"field": "body", "message": message}])
+    tagged = request.url.path not in compat.SYNC_ROUTES
+    details = [{"field": _field(e["loc"], tagged), "message": e["msg"]} for e in exc.errors()]
     first = details[0]
-    body = {"error": f"{first['field']}: {first['message']}", "field": first["field"], "details": details}
-    return JSONResponse(body, status_code=422)
+    return _error(request, 422, f"{first['field']}: {first['message']}", first["field"], details)
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RerankError)
-    return JSONResponse(
-        {"error": exc.message, "field": exc.field, "details": []}, status_code=exc.status_code
-    )
+    extra = {"job_id": exc.job_id} if isinstance(exc, WaitTimeout) else {}
+    return _error(request, exc.status_code, exc.message, exc.field, [], **extra)
 
 
 def _body_limit(
@@ -66,7 +84,7 @@ def _body_limit(
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             message = f"request body is {length} bytes; the limit is {limit} (RERANK_MAX_REQUEST_BYTES)"
-            return JSONResponse({"error": message, "field": "body", "details": []}, status_code=413)
+            return _error(request, 413, message, "body", [])
         return await call_next(request)
 
     return check
@@ -88,12 +106,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(job_files.router)  # before jobs: it takes POST /v1/jobs with a JSONL body
     app.include_router(jobs.router)
     app.include_router(collections.router)
+    app.include_router(compat.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
     app.middleware("http")(_body_limit(settings.max_request_bytes))
+    app.state.metrics = ApiMetrics(compat.SYNC_ROUTES)
+    app.middleware("http")(app.state.metrics.middleware())  # outermost: it sees every answer
     app.state.settings = settings
     app.state.queue = JobQueue(settings)
     return app

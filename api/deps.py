@@ -2,7 +2,9 @@
 of them the app's own, as create_app was given them."""
 
 from collections.abc import Iterator
+from functools import lru_cache
 
+import redis
 from fastapi import Request
 from sqlalchemy.orm import Session
 
@@ -10,7 +12,7 @@ from worker.config import Settings
 from worker.db import session_factory
 from worker.migrate import require_schema
 from worker.queue import JobQueue
-from worker.service import Enqueue
+from worker.service import Enqueue, Finished
 
 
 def settings(request: Request) -> Settings:
@@ -36,3 +38,17 @@ def session(request: Request) -> Iterator[Session]:
 
 def enqueue(request: Request) -> Enqueue:
     return queue(request).enqueue_plan
+
+
+def on_finished(request: Request) -> Finished:
+    return queue(request).job_finished
+
+
+@lru_cache
+def _broker(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def broker(request: Request) -> redis.Redis:
+    """The broker's Redis, to read queue depths from."""
+    return _broker(settings(request).broker_url)

@@ -98,6 +98,9 @@ def worker(
         str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default: RERANK_DEVICE)")
     ] = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: RERANK_QUEUE)")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (default: RERANK_METRICS_PORT)")
+    ] = None,
     loglevel: str = "info",
 ) -> None:
     """Run a Celery worker: one process, one model, loaded once before the first task. It refuses
@@ -115,6 +118,10 @@ def worker(
         require_schema(settings.database_url)  # before logging is set up: a refusal is one line
         _logging(loglevel)
         tasks = Tasks(settings)
+        if (port := metrics_port or settings.metrics_port) is not None:
+            from worker.metrics import serve
+
+            serve(port, tasks.reranker)
         name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
     tasks.app.worker_main(
         [

@@ -58,6 +58,21 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(
         3600, ge=1, description="Seconds before Redis re-delivers an unacked task."
     )
+    sync_max_documents: int = Field(
+        1000, ge=1, description="Most documents of one synchronous rerank request (Cohere's own limit)."
+    )
+    sync_timeout: float = Field(
+        60.0, gt=0, description="Seconds a synchronous rerank request waits for its job (504 after)."
+    )
+    webhook_secret: str = Field("", description="HMAC-SHA256 key of X-Rerankq-Signature (empty: unsigned).")
+    webhook_max_attempts: int = Field(8, ge=1, description="Tries of one webhook delivery before giving up.")
+    webhook_backoff: float = Field(
+        2.0, gt=0, description="Seconds before the first retry of a webhook; doubled after each failure."
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one webhook POST may take.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (unset: none)."
+    )
 
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."

@@ -41,3 +41,20 @@ class ModelLoadError(RerankError):
     says what to set, for the CLI and the worker's log alike."""
 
     status_code = 503
+
+
+class JobFailed(RerankError):
+    """The job a synchronous request waited on failed or was cancelled: nothing to answer with."""
+
+    status_code = 500
+
+
+class WaitTimeout(RerankError):
+    """A synchronous request's job did not finish in time; it goes on, and its results stay
+    available under its id."""
+
+    status_code = 504
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id

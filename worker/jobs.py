@@ -30,6 +30,7 @@ class NewJob:
         options: JobOptions,
         asked: Priority | None,
         collection_id: str | None = None,
+        synchronous: bool = False,
     ) -> None:
         self.session = session
         self.asked = asked
@@ -37,7 +38,7 @@ class NewJob:
         self.queries = 0
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
-        self.job = store.new_job(session, settings.model, options, collection_id)
+        self.job = store.new_job(session, settings.model, options, collection_id, synchronous)
         session.flush()
 
     def add_queries(self, queries: Sequence[QuerySpec]) -> None:

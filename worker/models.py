@@ -80,6 +80,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A job made by a synchronous rerank route (/v2/rerank, /v1/rerank, /rerank) that a client waits on.
+    synchronous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Deliveries of the finished job to options.callback_url: tries so far, the last one's error.
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    webhook_error: Mapped[str | None] = mapped_column(Text)
+    webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Query(Base):
@@ -107,6 +113,7 @@ class Batch(Base):
     pairs: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last put on the queue
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

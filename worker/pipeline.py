@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from worker import store
+from worker import metrics, store
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.lifecycle import JobStatus
@@ -111,7 +111,7 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
 def _score(
     session: Session, batch_id: int, job_id: str, reranker: Reranker, options: JobOptions, max_windows: int
 ) -> None:
-    started = time.perf_counter()
+    started, tokens_before = time.perf_counter(), reranker.tokens_scored
     rows = store.batch_pairs(session, batch_id)
     scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
@@ -124,6 +124,7 @@ def _score(
     )
     store.record_results(session, batch_id, job_id, results)
     seconds = time.perf_counter() - started
+    metrics.observe_batch(len(rows), reranker.tokens_scored - tokens_before, seconds)
     log.info(
         "job %s batch %d: %d pairs (%d windows) on %s in %.2fs (%.0f pairs/s)",
         job_id,

@@ -34,15 +34,17 @@ def submit_job(
     spec: JobSpec | CollectionJobSpec,
     settings: Settings,
     enqueue: Enqueue | None = None,
+    synchronous: bool = False,
 ) -> JobOut:
-    """Store a job (its documents, or its queries over a collection) and hand it to the queue."""
+    """Store a job (its documents, or its queries over a collection) and hand it to the queue;
+    `synchronous` marks a job a client waits on (the rerank routes)."""
     if isinstance(spec, CollectionJobSpec):
         pairs = collection.pair_count(session, spec)  # checked before anything is stored
         job = NewJob(session, settings, spec.options, spec.priority, spec.collection)
         job.add_collection_queries(spec.queries, pairs)
     else:
         _check_lengths(spec, settings.max_document_chars)
-        job = NewJob(session, settings, spec.options, spec.priority)
+        job = NewJob(session, settings, spec.options, spec.priority, synchronous=synchronous)
         job.add_queries(spec.queries)
     return start_job(session, job.finish(), enqueue)
 
@@ -77,14 +79,20 @@ def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[Jo
     return [job_view(session, job) for job in store.list_jobs(session, status, limit)]
 
 
-def cancel_job(session: Session, job_id: str) -> JobOut:
-    """Stop a queued or running job; what was scored so far stays, ranked, as its results."""
+Finished = Callable[[str, bool], None]  # (job id, whether it has a webhook to deliver)
+
+
+def cancel_job(session: Session, job_id: str, on_finished: Finished | None = None) -> JobOut:
+    """Stop a queued or running job; what was scored so far stays, ranked, as its results.
+    `on_finished` learns of it once committed (webhook, waiting clients)."""
     job = store.get_job(session, job_id)
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
     store.cancel_batches(session, job_id)
     store.rank_results(session, job_id)
     session.commit()
+    if on_finished is not None:
+        on_finished(job_id, job.options.get("callback_url") is not None)
     return job_view(session, store.get_job(session, job_id))
 
 

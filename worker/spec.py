@@ -2,6 +2,7 @@
 for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.documents.3.id."""
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -103,6 +104,18 @@ class ChunkingOptions(_Strict):
         return self
 
 
+def _http_url(url: str | None) -> str | None:
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError(
+                "callback_url",
+                "callback_url must be an http:// or https:// URL with a host, not '{url}'",
+                {"url": url},
+            )
+    return url
+
+
 class JobOptions(_Strict):
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
     top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
@@ -116,6 +129,9 @@ class JobOptions(_Strict):
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
     clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
+    callback_url: Annotated[StrictStr | None, AfterValidator(_http_url)] = Field(
+        None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
+    )
 
     def with_defaults(self, max_length: int) -> "JobOptions":
         """These options with the service's default max_length (RERANK_MAX_LENGTH) where the

@@ -29,9 +29,12 @@ from worker.spec import JobOptions, QuerySpec
 from worker.views import RankedRow
 
 
-def new_job(session: Session, model: str, options: JobOptions, collection_id: str | None) -> Job:
+def new_job(
+    session: Session, model: str, options: JobOptions, collection_id: str | None, synchronous: bool = False
+) -> Job:
     """A queued job row; its queries, pair total and priority are added by worker.jobs.NewJob."""
     job = Job(
+        synchronous=synchronous,
         id=uuid4().hex,
         status=JobStatus.queued,
         model=model,
@@ -190,7 +193,7 @@ def release_batches(session: Session, job_id: str, queued_batches: int) -> list[
             Batch.id.in_(next_ids.scalar_subquery()),
             Batch.status.in_(may_become(BATCH_TRANSITIONS, BatchStatus.queued)),
         )
-        .values(status=BatchStatus.queued)
+        .values(status=BatchStatus.queued, queued_at=utcnow())
         .returning(Batch.id)
     )
     return sorted(session.scalars(stmt))
@@ -464,3 +467,19 @@ def pairs_done_since(session: Session, job_id: str, since: datetime) -> int:
         Batch.job_id == job_id, Batch.status == BatchStatus.done, Batch.finished_at >= since
     )
     return int(session.execute(stmt).scalar_one())
+
+
+def record_webhook_attempt(session: Session, job_id: str, error: str | None) -> int:
+    """Count one delivery attempt of a job's webhook and its outcome (error None: delivered);
+    the attempts so far."""
+    delivered = {"webhook_delivered_at": utcnow()} if error is None else {}
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id)
+        .values(webhook_attempts=Job.webhook_attempts + 1, webhook_error=error, **delivered)
+        .returning(Job.webhook_attempts)
+        .execution_options(synchronize_session=False)
+    )
+    attempts = session.execute(stmt).scalar_one()
+    session.expire_all()
+    return int(attempts)

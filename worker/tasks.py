@@ -4,13 +4,13 @@ from the Settings its Tasks were built with."""
 
 from functools import cached_property
 
-from worker import pipeline
+from worker import pipeline, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
-from worker.lifecycle import Priority
+from worker.lifecycle import FINISHED, Priority
 from worker.pipeline import Limits
-from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, JobQueue
+from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
 
 class Tasks:
@@ -25,6 +25,8 @@ class Tasks:
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
+        self.app.task(name=WEBHOOK_TASK, shared=False)(self.deliver_webhook)
+        self.webhook_policy = webhooks.WebhookPolicy.from_settings(settings)
 
     @cached_property
     def reranker(self) -> Reranker:
@@ -33,9 +35,17 @@ class Tasks:
 
     def plan_job(self, job_id: str, priority: Priority = Priority.normal) -> None:
         with session_scope(self.settings.database_url) as session:
-            batches = pipeline.plan_job(session, job_id, self.limits)
+            if store.get_job(session, job_id).synchronous:
+                # A client waits: the whole job in this one task, so it meets at most one batch of
+                # other jobs in a worker's hands, not one per step (plan, each batch, finalize).
+                pipeline.run_job(session, job_id, self.reranker, self.limits)
+                batches = []
+            else:
+                batches = pipeline.plan_job(session, job_id, self.limits)
         for batch_id in batches:
             self.queue.enqueue(SCORE_TASK, batch_id, priority, priority=priority)
+        if not batches:
+            self._announce_if_finished(job_id)
 
     def score_batch(self, batch_id: int, priority: Priority = Priority.normal) -> None:
         with session_scope(self.settings.database_url) as session:
@@ -48,3 +58,19 @@ class Tasks:
     def finalize_job(self, job_id: str) -> None:
         with session_scope(self.settings.database_url) as session:
             pipeline.finalize_job(session, job_id)
+        self._announce_if_finished(job_id)
+
+    def _announce_if_finished(self, job_id: str) -> None:
+        """Tell waiting clients and queue the webhook of a finished job; also when a task is
+        delivered again, so a notice or webhook lost with a killed worker is sent now."""
+        with session_scope(self.settings.database_url) as session:
+            job = store.get_job(session, job_id)
+            finished, webhook = job.status in FINISHED, webhooks.wants_delivery(job)
+        if finished:
+            self.queue.job_finished(job_id, webhook)
+
+    def deliver_webhook(self, job_id: str) -> None:
+        with session_scope(self.settings.database_url) as session:
+            retry_in = webhooks.deliver(session, job_id, self.webhook_policy)
+        if retry_in is not None:
+            self.queue.enqueue(WEBHOOK_TASK, job_id, priority=Priority.high, countdown=retry_in)

@@ -31,6 +31,12 @@ class Progress(BaseModel):
     )
 
 
+class WebhookOut(BaseModel):
+    attempts: int = Field(description="POSTs to options.callback_url so far.")
+    last_error: str | None = Field(description="Why the last attempt failed; null once delivered.")
+    delivered_at: datetime | None = Field(description="When the receiver answered 2xx.")
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
@@ -48,6 +54,8 @@ class JobOut(BaseModel):
     )
     priority: Priority
     collection: str | None = Field(description="The collection a job reranks against, if any.")
+    synchronous: bool = Field(description="Made by a rerank route (/v2/rerank, /v1/rerank, /rerank).")
+    webhook: WebhookOut | None = Field(description="Delivery to options.callback_url, if one was given.")
 
     @classmethod
     def from_row(cls, job: Job, rate: float | None) -> "JobOut":
@@ -77,6 +85,14 @@ class JobOut(BaseModel):
             effective_max_length=job.effective_max_length,
             priority=Priority(job.priority),
             collection=job.collection_id,
+            synchronous=job.synchronous,
+            webhook=None
+            if job.options.get("callback_url") is None
+            else WebhookOut(
+                attempts=job.webhook_attempts,
+                last_error=job.webhook_error,
+                delivered_at=aware(job.webhook_delivered_at),
+            ),
         )
 
 

@@ -84,9 +84,11 @@ def get_job(job_id: str, session: DbSession) -> JobOut:
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
-def cancel_job(job_id: str, session: DbSession) -> JobOut:
+def cancel_job(
+    job_id: str, session: DbSession, on_finished: Annotated[service.Finished, Depends(deps.on_finished)]
+) -> JobOut:
     """Stop a job; results scored before the cancel stay available."""
-    return service.cancel_job(session, job_id)
+    return service.cancel_job(session, job_id, on_finished)
 
 
 @router.delete("/{job_id}", status_code=204, responses=errors)

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 # The password is the one docker-compose.yml sets; a server with trust authentication ignores it.
@@ -158,14 +159,18 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-def make_client(db_url: str, queue: str, **settings: Any) -> TestClient:
+def make_app(db_url: str, queue: str, **settings: Any) -> FastAPI:
     """The HTTP API on `db_url`, handing work to the workers of `queue`: an app of its own Settings."""
     from api.app import create_app
     from worker.config import Settings
 
-    return TestClient(
-        create_app(Settings(database_url=db_url, broker_url=REDIS_URL, queue=queue, **settings))
+    return create_app(
+        Settings(**{"database_url": db_url, "broker_url": REDIS_URL, "queue": queue, **settings})
     )
+
+
+def make_client(db_url: str, queue: str, **settings: Any) -> TestClient:
+    return TestClient(make_app(db_url, queue, **settings))
 
 
 @pytest.fixture

@@ -224,7 +224,9 @@ def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.Mo
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(engine.model, "forward", small_batches_only)
+    assert engine.oom_splits == 0
     assert engine.score(PAIRS, max_length=256) == pytest.approx(expected, abs=1e-5)
+    assert engine.oom_splits > 0  # what the worker's rerankq_worker_oom_splits_total reports
 
 
 def test_auto_device_without_gpu_is_cpu_fp32() -> None:

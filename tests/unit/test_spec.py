@@ -29,6 +29,7 @@ def test_defaults() -> None:
         "normalize": True,
         "chunking": {"enabled": True, "max_tokens": 512, "overlap": 64, "aggregate": "max"},
         "clean_html": True,
+        "callback_url": None,
     }
 
 
@@ -64,6 +65,8 @@ def test_defaults() -> None:
         (job(options={"threshold": -0.1}), "options.threshold"),
         (job(options={"top_k": 0}), "options.top_k"),
         (job(options={"temperature": 1}), "options.temperature"),
+        (job(options={"callback_url": "ftp://example.com/done"}), "options.callback_url"),
+        (job(options={"callback_url": "http:///no-host"}), "options.callback_url"),
         (job(extra=1), "extra"),
     ],
 )

@@ -64,6 +64,8 @@ class Reranker:
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._type_ids = "token_type_ids" in tokenizer.model_input_names
         self.length_limit = length_limit(model, tokenizer)
+        self.tokens_scored = 0  # model input tokens (padding excluded) since loading, for metrics
+        self.oom_splits = 0  # batches split in two after running out of memory
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
         """Raw logits of `pairs` in input order."""
@@ -124,6 +126,7 @@ class Reranker:
         if not encoded:
             return []
         distinct = list(dict.fromkeys(encoded))
+        self.tokens_scored += sum(len(row.ids) for row in distinct)
         batches = token_budget_batches([len(row.ids) for row in distinct], self.batch_tokens)
         logits = torch.cat([self._forward([distinct[i] for i in batch]) for batch in batches])
         order = (distinct[i] for batch in batches for i in batch)
@@ -138,6 +141,7 @@ class Reranker:
             if len(rows) == 1:
                 raise
             log.warning("out of memory on %d pairs x %d tokens: splitting", len(rows), len(rows[0].ids))
+            self.oom_splits += 1
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             half = len(rows) // 2

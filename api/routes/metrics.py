@@ -1,0 +1,27 @@
+"""GET /metrics: Prometheus' text format."""
+
+from typing import Annotated
+
+import redis
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.orm import Session
+
+from api import deps
+from worker.config import Settings
+from worker.stats import service_stats
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(
+    request: Request,
+    session: Annotated[Session, Depends(deps.session)],
+    settings: Annotated[Settings, Depends(deps.settings)],
+    broker: Annotated[redis.Redis, Depends(deps.broker)],
+) -> Response:
+    """Jobs by status, pairs submitted/scored/failed, queue depth per priority, the oldest queued
+    batch's age, this process's HTTP requests and synchronous rerank latency."""
+    stats = service_stats(session, broker, settings.queue)
+    return Response(request.app.state.metrics.render(stats), media_type=CONTENT_TYPE_LATEST)
