@@ -11,7 +11,7 @@ from api.docs import serve_docs
 from api.retention import retention
 from api.routes import collections, health, job_files, jobs
 from worker.config import Settings
-from worker.errors import RerankError
+from worker.errors import CONNECTION_ERRORS, RerankError
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
@@ -54,6 +54,16 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Seconds a client is told to wait when the database is unreachable (a restart takes about this long).
+RETRY_AFTER = 5
+
+
+async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+    """A database outage is the server's, transient: 503 with Retry-After, never a traceback."""
+    body = {"error": f"the database is unreachable ({type(exc).__name__}); retry shortly", "field": None}
+    return JSONResponse({**body, "details": []}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+
+
 def _body_limit(
     limit: int,
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
@@ -89,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
+    for error in CONNECTION_ERRORS:
+        app.add_exception_handler(error, _database_unreachable)
     app.middleware("http")(_body_limit(settings.max_request_bytes))
     app.state.settings = settings
     app.state.queue = JobQueue(settings)

@@ -2,8 +2,9 @@
 of them the app's own, as create_app was given them."""
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from worker.config import Settings
@@ -11,6 +12,7 @@ from worker.db import session_factory
 from worker.migrate import require_schema
 from worker.queue import JobQueue
 from worker.service import Enqueue
+from worker.stalls import StallCheck
 
 
 def settings(request: Request) -> Settings:
@@ -36,3 +38,8 @@ def session(request: Request) -> Iterator[Session]:
 
 def enqueue(request: Request) -> Enqueue:
     return queue(request).enqueue_plan
+
+
+def stalls(request: Request, db: Annotated[Session, Depends(session)]) -> StallCheck:
+    """Why jobs stalled, looked up against this app's settings (live workers, broker)."""
+    return StallCheck(db, settings(request))

@@ -158,19 +158,19 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-def make_client(db_url: str, queue: str, **settings: Any) -> TestClient:
-    """The HTTP API on `db_url`, handing work to the workers of `queue`: an app of its own Settings."""
+def make_client(db_url: str, queue: str, model: str, **settings: Any) -> TestClient:
+    """The HTTP API on `db_url`, handing work to the workers of `queue` that serve `model` (jobs
+    record it and travel on its queue): an app of its own Settings (`settings` override more)."""
     from api.app import create_app
     from worker.config import Settings
 
-    return TestClient(
-        create_app(Settings(database_url=db_url, broker_url=REDIS_URL, queue=queue, **settings))
-    )
+    given = {"database_url": db_url, "broker_url": REDIS_URL, "queue": queue, "model": model, **settings}
+    return TestClient(create_app(Settings(**given)))
 
 
 @pytest.fixture
-def client(db_url: str, worker: WorkerProcess) -> Iterator[TestClient]:
-    with make_client(db_url, worker.queue) as test_client:
+def client(db_url: str, worker: WorkerProcess, tiny_model: Path) -> Iterator[TestClient]:
+    with make_client(db_url, worker.queue, str(tiny_model)) as test_client:
         yield test_client
 
 
@@ -181,10 +181,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def api_server(db_url: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`rerankq api` in its own process, on the test database and the worker's queue."""
+def api_server(
+    db_url: str, worker: WorkerProcess, tiny_model: Path, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rerankq api` in its own process, on the test database and the worker's queue and model."""
     port = free_port()
-    env = {**os.environ, "RERANK_DATABASE_URL": db_url, "RERANK_QUEUE": worker.queue}
+    env = {
+        **os.environ,
+        "RERANK_DATABASE_URL": db_url,
+        "RERANK_QUEUE": worker.queue,
+        "RERANK_MODEL": str(tiny_model),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
         env=env,

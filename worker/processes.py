@@ -1,0 +1,70 @@
+"""The long-running processes besides the API: a worker (model loaded once, heartbeats, one
+reconcile pass, then Celery) and the reconcile loop."""
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from worker import reconcile as reconciler
+from worker.config import Settings
+from worker.db import get_engine, session_scope
+from worker.heartbeats import Heartbeat, WorkerInfo
+from worker.pipeline import Limits
+from worker.queue import JobQueue, model_queue
+from worker.tasks import Tasks
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_once(settings: Settings, queue: JobQueue | None = None) -> reconciler.Reconciled | None:
+    """One reconcile pass; None (logged) when the database or the broker is unreachable: the next
+    pass tries again."""
+    try:
+        with session_scope(settings.database_url) as session:
+            return reconciler.reconcile(session, Limits.from_settings(settings), queue or JobQueue(settings))
+    except Exception as error:  # an outage of either store: retried on the next pass
+        log.warning("reconcile pass skipped: %s: %s", type(error).__name__, error)
+        return None
+
+
+def reconcile_forever(settings: Settings) -> None:
+    """Reconcile every RERANK_RECONCILE_SECONDS until killed."""
+    log.info("reconciler on queue %s every %.1fs", settings.queue, settings.reconcile_seconds)
+    queue = JobQueue(settings)
+    while True:
+        started = time.monotonic()
+        reconcile_once(settings, queue)
+        time.sleep(max(0.0, settings.reconcile_seconds - (time.monotonic() - started)))
+
+
+def run_worker(settings: Settings, loglevel: str) -> None:
+    """Load the model (ModelUnavailable if it cannot be), start heartbeats, repair what earlier
+    workers left behind, then consume the plan queue and this model's batch queue."""
+    tasks = Tasks(settings)
+    reranker = tasks.reranker
+    queue = model_queue(settings.queue, settings.model)
+    info = WorkerInfo(
+        tasks.name,
+        settings.model,
+        str(reranker.device),
+        str(reranker.dtype).removeprefix("torch."),
+        queue,
+        datetime.now(UTC),
+    )
+    heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
+    reconcile_once(settings, tasks.queue)
+    try:
+        tasks.app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--without-mingle",  # workers share nothing through the broker: state is in the database
+                "--without-gossip",
+                f"--queues={settings.queue},{queue}",
+                f"--loglevel={loglevel}",
+                "-n",
+                f"{info.name}@%h",
+            ]
+        )
+    finally:
+        heartbeat.stop()
