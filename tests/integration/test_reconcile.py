@@ -63,5 +63,4 @@ def test_unreleased_batches_lost_messages_and_unfinalized_jobs(
     session.commit()  # the finalize message was lost
     assert job_id in reconcile(session, one_at_a_time, doorbell).finalized
     job = service.job_status(session, job_id)
-    assert (job["status"], job["progress"]["done"], job["progress"]["failed"]) == ("completed", 6, 0)
-    assert job["stalled"] is False
+    assert (job.status, job.progress.done, job.progress.failed) == ("completed", 6, 0)
