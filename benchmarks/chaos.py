@@ -1,5 +1,6 @@
 """An overnight job under every ordinary fault: the same job run twice on the same servers, once
-undisturbed (the baseline) and once while a worker is SIGKILLed and replaced every 20 s, Redis is
+undisturbed (the baseline) and once while every 20 s a worker that is up is SIGKILLed and replaced
+(the workers take turns; one still starting is spared that round), Redis is
 SIGKILLed and restarted without persistence once, and PostgreSQL is stopped (immediate shutdown) for
 30 s. Both must complete with every pair's result exactly once; prints both times, the ratio, and
 how long work took to resume after each server came back.
@@ -37,6 +38,7 @@ class Cluster:
     logs: Path
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_files: dict[str, Path] = field(default_factory=dict)
     replaced: int = 0
 
     def start(self) -> httpx.Client:
@@ -55,15 +57,22 @@ class Cluster:
             time.sleep(0.5)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = (self.logs / f"{name}-{self.replaced}.log").open("w")
+        self.log_files[name] = self.logs / f"{name}-{self.replaced}.log"
+        log = self.log_files[name].open("w")
         self.processes[name] = subprocess.Popen([*RERANKQ, *args], env=self.env, stdout=log, stderr=log)
 
-    def replace_worker(self, i: int) -> None:
-        """SIGKILL worker `i` (as the OOM killer would) and start another in its place."""
-        self.processes[f"worker{i}"].kill()
-        self.processes[f"worker{i}"].wait()
+    def replace_worker(self, i: int) -> bool:
+        """SIGKILL worker `i` (as the OOM killer would) and start another in its place; only once it
+        is up and taking work (False if it is still starting: on a loaded machine a replacement can
+        take longer to start than the kill interval, and killing it then would test nothing)."""
+        name = f"worker{i}"
+        if " ready." not in self.log_files[name].read_text(errors="replace"):
+            return False
+        self.processes[name].kill()
+        self.processes[name].wait()
         self.replaced += 1
-        self._spawn(f"worker{i}", ["worker", "--device", "cpu"])
+        self._spawn(name, ["worker", "--device", "cpu"])
+        return True
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -127,12 +136,12 @@ def watch(
     done_when_back: dict[str, int] = {}  # fault -> pairs done at the first poll after that
     resumed: dict[str, float] = {}
     redis_done = postgres_down = postgres_done = False
-    kills = 0
+    kills = next_worker = 0
     while True:
         now = time.monotonic() - started
         if faults and now >= next_kill:
-            cluster.replace_worker(kills % args.workers)
-            kills, next_kill = kills + 1, next_kill + args.kill_every
+            kills += cluster.replace_worker(next_worker % args.workers)
+            next_worker, next_kill = next_worker + 1, next_kill + args.kill_every
         if faults and not redis_done and now >= args.redis_at:
             redis.kill()
             time.sleep(1)
