@@ -44,3 +44,4 @@ bench: install
 	$(BIN)/python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16
 	$(BIN)/python -m benchmarks.pipeline --pairs 20000
 	$(BIN)/python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
+	$(BIN)/python -m benchmarks.chaos --pairs 100000
