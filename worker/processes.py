@@ -5,9 +5,13 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import redis
+from kombu.exceptions import OperationalError
+
 from worker import reconcile as reconciler
 from worker.config import Settings
 from worker.db import get_engine, session_scope
+from worker.errors import is_connection_error
 from worker.heartbeats import Heartbeat, WorkerInfo
 from worker.pipeline import Limits
 from worker.queue import JobQueue, model_queue
@@ -22,8 +26,11 @@ def reconcile_once(settings: Settings, queue: JobQueue | None = None) -> reconci
     try:
         with session_scope(settings.database_url) as session:
             return reconciler.reconcile(session, Limits.from_settings(settings), queue or JobQueue(settings))
-    except Exception as error:  # an outage of either store: retried on the next pass
-        log.warning("reconcile pass skipped: %s: %s", type(error).__name__, error)
+    except Exception as error:  # retried on the next pass; a loop that runs all night must not die
+        if is_connection_error(error) or isinstance(error, redis.RedisError | OperationalError):
+            log.warning("reconcile pass skipped, a store is unreachable: %s: %s", type(error).__name__, error)
+        else:
+            log.exception("reconcile pass failed")
         return None
 
 
