@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from worker.migrate import upgrade
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_worker(model: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    database_url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    upgrade(database_url)  # past the schema check: the model is what fails
     env = {
         **os.environ,
         "RERANK_MODEL": model,
-        "RERANK_DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+        "RERANK_DATABASE_URL": database_url,
         "HF_HUB_OFFLINE": "1",
     }
     command = [sys.executable, "-m", "worker.cli", "worker", "--device", "cpu"]
@@ -25,8 +29,8 @@ def start_worker(model: str, tmp_path: Path) -> subprocess.CompletedProcess[str]
 @pytest.mark.parametrize(
     ("model", "says"),
     [
-        ("/models/not-there", "model directory /models/not-there does not exist; set RERANK_MODEL"),
-        ("no-such-org/no-such-reranker", "cannot load model 'no-such-org/no-such-reranker' ("),
+        ("/models/not-there", "RERANK_MODEL='/models/not-there': no such directory, and not a hub id"),
+        ("no-such-org/no-such-reranker", "cannot load the model 'no-such-org/no-such-reranker': "),
     ],
 )
 def test_missing_model_is_one_line(model: str, says: str, tmp_path: Path) -> None:
