@@ -45,7 +45,7 @@ def reconcile_forever(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, loglevel: str) -> None:
-    """Load the model (ModelUnavailable if it cannot be), start heartbeats, repair what earlier
+    """Load the model (ModelLoadError if it cannot be), start heartbeats, repair what earlier
     workers left behind, then consume the plan queue and this model's batch queue."""
     tasks = Tasks(settings)
     reranker = tasks.reranker

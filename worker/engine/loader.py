@@ -25,7 +25,7 @@ def load_reranker(
     model: str, device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384
 ) -> Reranker:
     """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings);
-    ModelUnavailable, in one line that says what to do, if it cannot be."""
+    ModelLoadError, in one line that says what to set, if it cannot be."""
     started = time.perf_counter()
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
