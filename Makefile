@@ -46,3 +46,4 @@ bench: install
 	$(BIN)/python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
 	$(BIN)/python -m benchmarks.sync_latency --requests 30
 	$(BIN)/python -m benchmarks.sync_latency --requests 30 --task-pairs 64
+	$(BIN)/python -m benchmarks.chaos --pairs 100000

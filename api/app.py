@@ -14,7 +14,7 @@ from api.pages import routes as pages
 from api.retention import retention
 from api.routes import collections, compat, health, job_files, jobs, metrics
 from worker.config import Settings
-from worker.errors import RerankError, WaitTimeout
+from worker.errors import CONNECTION_ERRORS, RerankError, WaitTimeout
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
@@ -74,6 +74,16 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, exc.status_code, exc.message, exc.field, [], **extra)
 
 
+# Seconds a client is told to wait when the database is unreachable (a restart takes about this long).
+RETRY_AFTER = 5
+
+
+async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+    """A database outage is the server's, transient: 503 with Retry-After, never a traceback."""
+    body = {"error": f"the database is unreachable ({type(exc).__name__}); retry shortly", "field": None}
+    return JSONResponse({**body, "details": []}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+
+
 def _body_limit(
     limit: int,
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
@@ -113,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RerankError, _domain_error)
+    for error in CONNECTION_ERRORS:
+        app.add_exception_handler(error, _database_unreachable)
     app.middleware("http")(_body_limit(settings.max_request_bytes))
     app.state.metrics = ApiMetrics(compat.SYNC_ROUTES)
     app.middleware("http")(app.state.metrics.middleware())  # outermost: it sees every answer

@@ -3,9 +3,10 @@ of them the app's own, as create_app was given them."""
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Annotated
 
 import redis
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from worker.config import Settings
@@ -13,6 +14,7 @@ from worker.db import session_factory
 from worker.migrate import require_schema
 from worker.queue import JobQueue
 from worker.service import Enqueue, Finished
+from worker.stalls import StallCheck
 
 
 def settings(request: Request) -> Settings:
@@ -52,3 +54,8 @@ def _broker(url: str) -> redis.Redis:
 def broker(request: Request) -> redis.Redis:
     """The broker's Redis, to read queue depths from."""
     return _broker(settings(request).broker_url)
+
+
+def stalls(request: Request, db: Annotated[Session, Depends(session)]) -> StallCheck:
+    """Why jobs stalled, looked up against this app's settings (live workers, broker)."""
+    return StallCheck(db, settings(request))

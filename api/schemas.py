@@ -17,6 +17,7 @@ from worker.views import (
     Progress,
     ResultOut,
     ResultsPage,
+    WorkerOut,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "QuerySpec",
     "ResultOut",
     "ResultsPage",
+    "WorkerOut",
 ]
 
 
@@ -53,7 +55,12 @@ class ErrorOut(BaseModel):
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
 class Health(BaseModel):
     status: str
     database: str
     broker: str
+    workers: list[WorkerOut] = Field(description="Live workers (from their heartbeats).")

@@ -2,7 +2,6 @@
 and CPU workers as subprocesses, stopped on exit."""
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
+
+from benchmarks.killable import free_port
 
 RERANKQ = [sys.executable, "-m", "worker.cli"]
 
@@ -33,12 +34,6 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def services(
     env: dict[str, str], workers: int, worker_threads: int, device: str = "cpu"
@@ -47,7 +42,7 @@ def services(
     threads); yield an HTTP client of the API and the API's process id."""
     env = {**os.environ, **env, "RERANK_QUEUE": f"bench-{os.getpid()}"}
     subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))
     api_log = (logs / "api.log").open("w")
     api = subprocess.Popen([*RERANKQ, "api", "--port", str(port)], env=env, stdout=api_log, stderr=api_log)

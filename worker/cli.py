@@ -3,7 +3,6 @@ results) and `run`, the whole pipeline in one process on SQLite with no servers.
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,42 +96,44 @@ def worker(
     device: Annotated[
         str | None, typer.Option(help="auto | cpu | cuda | cuda:N (default: RERANK_DEVICE)")
     ] = None,
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: RERANK_QUEUE)")] = None,
+    queue: Annotated[str | None, typer.Option(help="The rerank queue (default: RERANK_QUEUE)")] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (default: RERANK_METRICS_PORT)")
     ] = None,
     loglevel: str = "info",
 ) -> None:
-    """Run a Celery worker: one process, one model, loaded once before the first task. It refuses
-    to start on a database without the newest schema (it would take tasks it cannot store)."""
+    """Run a Celery worker: one process, one model, loaded once before the first task. It takes
+    plan tasks from the queue and batches of jobs made for its model from that model's queue. It
+    refuses to start on a database without the newest schema (it would take tasks it cannot store)."""
     settings = _settings()
     if device:
         try:
             settings = settings.model_copy(update={"device": parse_device(device)})
         except ValueError as error:
             fail(f"--device: {error}")
+    if queue:
+        settings = settings.model_copy(update={"queue": queue})
     from worker.migrate import require_schema
-    from worker.tasks import Tasks
+    from worker.processes import run_worker
 
     with plainly(settings):
         require_schema(settings.database_url)  # before logging is set up: a refusal is one line
         _logging(loglevel)
-        tasks = Tasks(settings)
-        if (port := metrics_port or settings.metrics_port) is not None:
-            from worker.metrics import serve
+        run_worker(settings, loglevel, metrics_port or settings.metrics_port)
 
-            serve(port, tasks.reranker)
-        name = f"rerankq-{tasks.reranker.device}-{os.getpid()}@%h".replace(":", "")
-    tasks.app.worker_main(
-        [
-            "worker",
-            "--pool=solo",
-            f"--queues={queues or settings.queue}",
-            f"--loglevel={loglevel}",
-            "-n",
-            name,
-        ]
-    )
+
+@app.command()
+def reconcile(once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False) -> None:
+    """Repair what lost messages, killed workers and outages leave behind, every
+    RERANK_RECONCILE_SECONDS: lapsed leases, lost messages, unreleased batches, unfinalized jobs."""
+    settings = _settings()
+    _logging("info")
+    from worker.processes import reconcile_forever, reconcile_once
+
+    if once:
+        typer.echo(str(reconcile_once(settings)))
+    else:
+        reconcile_forever(settings)
 
 
 def _options(

@@ -73,6 +73,26 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (unset: none)."
     )
+    lease_seconds: float = Field(
+        30,
+        gt=0,
+        description="Seconds a batch claim lasts; renewed while scoring, requeued once it lapses.",
+    )
+    heartbeat_seconds: float = Field(
+        10, gt=0, description="How often a worker reports itself to the database."
+    )
+    worker_timeout: float = Field(
+        45, gt=0, description="Seconds without a heartbeat after which a worker is no longer counted live."
+    )
+    reconcile_seconds: float = Field(15, gt=0, description="How often `rerankq reconcile` checks the jobs.")
+    stall_seconds: float = Field(
+        120,
+        gt=0,
+        description="A job with work left and no batch scored for this long reports itself stalled.",
+    )
+    database_retry_seconds: float = Field(
+        600, gt=0, description="How long a worker retries a batch while the database is unreachable."
+    )
 
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."

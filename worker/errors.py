@@ -1,5 +1,17 @@
 """Domain errors, each mapped once to an HTTP status in api/app.py and to a message in the CLI."""
 
+import psycopg
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+# What an unreachable database raises (SQLAlchemy's wrappers and the driver's own errors).
+CONNECTION_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
 
 class RerankError(Exception):
     """Base of the errors a client can cause; `field` names the input at fault, if any."""
@@ -24,6 +36,12 @@ class Conflict(RerankError):
 
 class InvalidInput(RerankError):
     status_code = 422
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether `error` means the database could not be reached (a transient outage, retried), as
+    opposed to a fault of the work itself."""
+    return isinstance(error, CONNECTION_ERRORS)
 
 
 class Unavailable(RerankError):

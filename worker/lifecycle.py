@@ -27,14 +27,15 @@ FINISHED = frozenset({JobStatus.completed, JobStatus.failed, JobStatus.cancelled
 class BatchStatus(StrEnum):
     pending = "pending"  #: planned, not yet on the queue (a job keeps only a few batches queued)
     queued = "queued"  #: on the queue
-    running = "running"  #: claimed by a worker (again, after a worker died holding it)
+    running = "running"  #: leased to a worker, which renews the lease while it scores
     done = "done"  #: its results are stored
     failed = "failed"  #: gave up: too many deliveries, or an error
     cancelled = "cancelled"  #: not scored because its job was cancelled (its pairs count as cancelled)
 
 
 # A pending batch may be claimed or finished too: its task may have been enqueued by a worker that
-# died before the release committed; a running one may be claimed again when it is re-delivered.
+# died before the release committed; a running one may be claimed again once its lease lapsed (or
+# by its own holder), and goes back to queued when the reconciler finds its lease lapsed.
 BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     BatchStatus.pending: frozenset(
         {BatchStatus.queued, BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
@@ -43,7 +44,7 @@ BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
         {BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
     ),
     BatchStatus.running: frozenset(
-        {BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
+        {BatchStatus.queued, BatchStatus.running, BatchStatus.done, BatchStatus.failed, BatchStatus.cancelled}
     ),
     BatchStatus.done: frozenset(),
     BatchStatus.failed: frozenset(),

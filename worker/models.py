@@ -104,7 +104,10 @@ class Query(Base):
 
 class Batch(Base):
     __tablename__ = "batches"
-    __table_args__ = (Index("ix_batches_job_status", "job_id", "status", "number"),)
+    __table_args__ = (
+        Index("ix_batches_job_status", "job_id", "status", "number"),
+        Index("ix_batches_status_lease", "status", "lease_until"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -115,6 +118,24 @@ class Batch(Base):
     error: Mapped[str | None] = mapped_column(Text)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last put on the queue
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A running batch belongs to `worker` until `lease_until` (renewed while it is scored); a lapsed
+    # lease returns it to the queue. Once finished, `worker` says who scored it.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(255))
+
+
+class Worker(Base):
+    """A worker process as its last heartbeat described it: live while `last_seen` is recent."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model: Mapped[str] = mapped_column(String(512))
+    device: Mapped[str] = mapped_column(String(64))
+    dtype: Mapped[str] = mapped_column(String(32))
+    queue: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Document(Base):

@@ -8,11 +8,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import metrics, store
+from worker import leases, metrics, store
 from worker.config import Settings
 from worker.engine import Reranker
+from worker.errors import is_connection_error
+from worker.leases import Lease
 from worker.lifecycle import JobStatus
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
@@ -24,36 +27,46 @@ LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics
 @dataclass(frozen=True)
 class Limits:
     """What one job may take: pairs per batch, batches on the queue at once, deliveries of a batch,
-    windows read per document."""
+    windows read per document, seconds a claim on a batch lasts without renewal."""
 
     task_pairs: int
     queued_batches: int
     max_attempts: int
     max_windows: int
+    lease_seconds: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
         return cls(
-            settings.task_pairs, settings.job_queued_batches, settings.max_attempts, settings.max_windows
+            settings.task_pairs,
+            settings.job_queued_batches,
+            settings.max_attempts,
+            settings.max_windows,
+            settings.lease_seconds,
         )
 
 
 @dataclass(frozen=True)
 class Followups:
-    """What a scored batch leaves to do: batches to put on the queue, and the job to finalize
-    when that batch was its last. The release of those batches is left uncommitted: the caller
-    enqueues them first and commits after, so a worker killed in between loses nothing (the
-    release rolls back and the re-delivered task releases them again; a batch enqueued but still
-    pending can be claimed)."""
+    """What a planned or scored batch leaves to do: batches to put on the queue of `model`, and the
+    job to finalize when that batch was its last. The release of those batches is left
+    uncommitted: the caller enqueues them first and commits after, so a worker killed in between
+    loses nothing (the release rolls back and the reconciler releases them again; a batch
+    enqueued but still pending can be claimed)."""
 
     batches: list[int]
     finalize: str | None
+    model: str
 
 
-def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
+def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
-    (the first `limits.queued_batches`; each scored batch releases the next)."""
+    (the first `limits.queued_batches`; each scored batch releases the next). The job's row is
+    locked first: a second plan task (the reconciler's re-send) finds it locked and leaves at once."""
     job = store.get_job(session, job_id)
+    if not store.try_lock_job(session, job_id):  # being planned right now
+        return Followups([], None, job.model)
+    session.refresh(job)
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
             store.expand_collection_pairs(session, job)
@@ -62,7 +75,7 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
         log.info("job %s planned: %d pairs", job_id, job.total_pairs)
         if job.total_pairs == 0:  # nothing to score (an empty collection): no batch would finish it
             finalize_job(session, job_id)
-            return []
+            return Followups([], None, job.model)
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
@@ -70,19 +83,22 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> list[int]:
             session, job_id, limits.queued_batches
         )
     session.commit()
-    return batches
+    return Followups(batches, None, job.model)
 
 
-def score_batch(session: Session, batch_id: int, reranker: Reranker, limits: Limits) -> Followups:
-    """Score one batch and store its results; then release the job's next batch, or hand back the
-    job to finalize once its last batch is finished. A batch delivered more than
-    `limits.max_attempts` times is marked failed (a batch that kills its worker must not loop
-    forever)."""
-    claim = store.claim_batch(session, batch_id)
+def score_batch(
+    session: Session, batch_id: int, reranker: Reranker, limits: Limits, holder: str = "local"
+) -> Followups:
+    """Score one batch under a lease held by `holder` and store its results; then release the job's
+    next batch, or hand back the job to finalize once its last batch is finished. A batch claimed
+    more than `limits.max_attempts` times is marked failed (a batch that kills its worker must not
+    loop forever). A database outage is raised, never recorded as the batch's failure."""
+    lease = Lease(holder, limits.lease_seconds)
+    claim = leases.claim_batch(session, batch_id, lease)
     session.commit()
-    if claim is None:  # finished by an earlier delivery: only the follow-ups are left
+    if claim is None:  # finished, or held by a live worker: only the follow-ups are left
         return _followups(session, store.batch_job_id(session, batch_id), limits)
-    job_id, attempts = claim
+    job_id, attempts = claim.job_id, claim.attempts
     job = store.get_job(session, job_id)
     if job.status != JobStatus.running:  # cancelled since this batch was queued
         store.skip_batch(session, batch_id, job_id)
@@ -92,8 +108,10 @@ def score_batch(session: Session, batch_id: int, reranker: Reranker, limits: Lim
     else:
         try:
             options = JobOptions.model_validate(job.options)
-            _score(session, batch_id, job_id, reranker, options, limits.max_windows)
+            _score(session, batch_id, job_id, reranker, options, limits.max_windows, lease)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
+            if is_connection_error(error):
+                raise
             session.rollback()
             log.exception("batch %d of job %s failed", batch_id, job_id)
             store.fail_batch(session, batch_id, job_id, f"{type(error).__name__}: {error}")
@@ -102,18 +120,31 @@ def score_batch(session: Session, batch_id: int, reranker: Reranker, limits: Lim
 
 
 def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
+    job = store.get_job(session, job_id)
     if _all_scored(session, job_id):
-        return Followups([], job_id)
-    running = store.get_job(session, job_id).status == JobStatus.running
-    return Followups(store.release_batches(session, job_id, limits.queued_batches) if running else [], None)
+        return Followups([], job_id, job.model)
+    running = job.status == JobStatus.running
+    released = store.release_batches(session, job_id, limits.queued_batches) if running else []
+    return Followups(released, None, job.model)
 
 
 def _score(
-    session: Session, batch_id: int, job_id: str, reranker: Reranker, options: JobOptions, max_windows: int
+    session: Session,
+    batch_id: int,
+    job_id: str,
+    reranker: Reranker,
+    options: JobOptions,
+    max_windows: int,
+    lease: Lease,
 ) -> None:
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
     rows = store.batch_pairs(session, batch_id)
-    scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
+    session.commit()  # no transaction held while the model runs
+    bind = session.get_bind()
+    assert isinstance(bind, Engine)
+    # renewed while the model runs, not while results are written: the writes lock the batch row
+    with leases.renewing(bind, batch_id, lease):
+        scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         store.skip_batch(session, batch_id, job_id)
         return
@@ -122,7 +153,7 @@ def _score(
     store.mark_truncated(
         session, {pair.query_pk for pair, s in zip(rows, scored, strict=True) if s.query_truncated}
     )
-    store.record_results(session, batch_id, job_id, results)
+    store.record_results(session, batch_id, job_id, results, lease.holder)
     seconds = time.perf_counter() - started
     metrics.observe_batch(len(rows), reranker.tokens_scored - tokens_before, seconds)
     log.info(
@@ -187,12 +218,13 @@ def run_job(
     reranker: Reranker,
     limits: Limits,
     on_batch: Callable[[], None] = lambda: None,
+    holder: str = "local",
 ) -> None:
     """Every step of a job in this process, in the order a worker meets them (no broker):
-    `rerankq run` and the tests use it."""
-    queued = deque(plan_job(session, job_id, limits))
+    `rerankq run`, a worker's synchronous jobs and the tests use it."""
+    queued = deque(plan_job(session, job_id, limits).batches)
     while queued:
-        followups = score_batch(session, queued.popleft(), reranker, limits)
+        followups = score_batch(session, queued.popleft(), reranker, limits, holder)
         queued.extend(followups.batches)
         session.commit()
         on_batch()

@@ -1,6 +1,14 @@
 """The Celery app, built from Settings by a function and configured for long GPU work, and the one
 way work is put on the queue. Imports no torch: the API process uses it to enqueue by task name."""
 
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
 from celery import Celery
 
 from worker.config import Settings
@@ -44,6 +52,7 @@ def make_celery(settings: Settings) -> Celery:
             "priority_steps": list(PRIORITY_STEPS.values()),
         },
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker outlives a Redis restart, however long it takes
         worker_hijack_root_logger=False,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.5},
         worker_send_task_events=True,  # Flower and `celery events` see workers and tasks
@@ -54,7 +63,9 @@ def make_celery(settings: Settings) -> Celery:
 
 class JobQueue:
     """Where work is put: a Celery app built from `settings` and the queue its tasks go to (two
-    JobQueues of two Settings are independent, as rq's `connection=` and arq's `redis_settings`)."""
+    JobQueues of two Settings are independent, as rq's `connection=` and arq's `redis_settings`).
+    Plan and finalize tasks travel on the queue, batches on their job's model's queue. It is also
+    the reconciler's doorbell: what waits on the broker, and ringing again."""
 
     def __init__(self, settings: Settings) -> None:
         self.app = make_celery(settings)
@@ -62,11 +73,21 @@ class JobQueue:
         self.broker_url = settings.broker_url
 
     def enqueue(
-        self, task: str, *args: object, priority: Priority = Priority.normal, countdown: float | None = None
+        self,
+        task: str,
+        *args: object,
+        priority: Priority = Priority.normal,
+        queue: str | None = None,
+        countdown: float | None = None,
     ) -> None:
-        """Put one task on this queue at `priority`, to run no sooner than `countdown` seconds from now."""
+        """Put one task on `queue` (default: this queue) at `priority`, to run no sooner than
+        `countdown` seconds from now."""
         self.app.send_task(
-            task, args=list(args), queue=self.queue, priority=PRIORITY_STEPS[priority], countdown=countdown
+            task,
+            args=list(args),
+            queue=queue or self.queue,
+            priority=PRIORITY_STEPS[priority],
+            countdown=countdown,
         )
 
     def enqueue_plan(self, job_id: str, priority: Priority) -> None:
@@ -78,3 +99,82 @@ class JobQueue:
         announce_finished(self.broker_url, job_id)
         if webhook:
             self.enqueue(WEBHOOK_TASK, job_id, priority=Priority.high)
+
+    def enqueue_batches(self, batch_ids: Iterable[int], model: str, priority: Priority) -> None:
+        """Put batches of a job made for `model` on that model's queue."""
+        for batch_id in batch_ids:
+            self.enqueue(
+                SCORE_TASK, batch_id, priority, priority=priority, queue=model_queue(self.queue, model)
+            )
+
+    def view(self, models: set[str]) -> "BrokerView":
+        return broker_view(self.broker_url, [self.queue, *(model_queue(self.queue, m) for m in models)])
+
+    def send_batch(self, batch_id: int, model: str, priority: Priority) -> None:
+        self.enqueue_batches([batch_id], model, priority)
+
+    def send_plan(self, job_id: str, priority: Priority) -> None:
+        self.enqueue_plan(job_id, priority)
+
+
+def model_queue(base: str, model: str) -> str:
+    """The queue of the batches of jobs made for `model`: only workers serving that model listen
+    there, so a worker never scores a job of another model. Plan and finalize tasks, which need no
+    model, travel on `base`."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", model.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return f"{base}.{name}.{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
+def broker_reachable(broker_url: str, timeout: float = 2.0) -> bool:
+    """Whether the Redis broker answers a ping within `timeout` seconds."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan tasks."""
+
+    batches: set[int]
+    plans: set[str]
+
+
+_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's list name for priority step N is f"{queue}{sep}{N}"
+
+
+def broker_view(broker_url: str, queues: Iterable[str]) -> BrokerView:
+    """Read what waits on `queues` of the Redis broker (a job keeps at most a window of batches
+    queued, so the lists are short). Delivered messages are not counted: one whose worker died sits
+    in Redis' unacked set until the visibility timeout, and the database knows better."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=10)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for queue in queues:
+            for step in sorted(set(PRIORITY_STEPS.values())):
+                pipe.lrange(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue, 0, -1)
+        waiting = pipe.execute()
+    finally:
+        client.close()
+    view = BrokerView(set(), set())
+    for raw in (raw for raws in waiting for raw in raws):
+        task, args = _task_args(json.loads(raw))
+        if task == SCORE_TASK:
+            view.batches.add(int(str(args[0])))
+        elif task == PLAN_TASK:
+            view.plans.add(str(args[0]))
+    return view
+
+
+def _task_args(message: dict[str, object]) -> tuple[object, list[object]]:
+    """A Celery message's task name and positional arguments (JSON body, protocol 2)."""
+    headers = message.get("headers")
+    body = message.get("body")
+    if not isinstance(headers, dict) or not isinstance(body, str):
+        return None, []
+    args, _kwargs, _embed = json.loads(base64.b64decode(body))
+    return headers.get("task"), list(args)

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, store
+from worker import collection, heartbeats, store
 from worker.config import Settings
 from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
 from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
+from worker.stalls import StallCheck
 from worker.views import (
     BatchError,
     CollectionOut,
@@ -24,6 +25,7 @@ from worker.views import (
     QueryOut,
     ResultOut,
     ResultsPage,
+    WorkerOut,
 )
 
 Enqueue = Callable[[str, Priority], None]
@@ -71,12 +73,15 @@ def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:
     return job_view(session, store.get_job(session, job.id))
 
 
-def job_status(session: Session, job_id: str) -> JobOut:
-    return job_view(session, store.get_job(session, job_id))
+def job_status(session: Session, job_id: str, stalls: StallCheck | None = None) -> JobOut:
+    """A job; with `stalls`, also whether and why it stalled."""
+    return job_view(session, store.get_job(session, job_id), stalls)
 
 
-def list_jobs(session: Session, status: JobStatus | None, limit: int) -> list[JobOut]:
-    return [job_view(session, job) for job in store.list_jobs(session, status, limit)]
+def list_jobs(
+    session: Session, status: JobStatus | None, limit: int, stalls: StallCheck | None = None
+) -> list[JobOut]:
+    return [job_view(session, job, stalls) for job in store.list_jobs(session, status, limit)]
 
 
 Finished = Callable[[str, bool], None]  # (job id, whether it has a webhook to deliver)
@@ -155,9 +160,18 @@ def _rate(session: Session, job: Job) -> float | None:
     return job.done_pairs / max(((finished or now) - started).total_seconds(), 1e-3)
 
 
-def job_view(session: Session, job: Job) -> JobOut:
-    """What a client sees of a job: status, progress with rate and ETA, timestamps, options."""
-    return JobOut.from_row(job, _rate(session, job))
+def job_view(session: Session, job: Job, stalls: StallCheck | None = None) -> JobOut:
+    """What a client sees of a job: status, progress with rate and ETA (null while stalled),
+    whether and why it stalled (when `stalls` is given), timestamps, options."""
+    return JobOut.from_row(job, _rate(session, job), stalls.reason(job) if stalls else None)
+
+
+def list_workers(session: Session, worker_timeout: float) -> list[WorkerOut]:
+    """Workers seen in the last day, newest first, with what they serve and whether they are live."""
+    return [
+        WorkerOut(**seen.info.__dict__, last_seen=seen.last_seen, live=seen.live)
+        for seen in heartbeats.seen_workers(session, worker_timeout)
+    ]
 
 
 def _encode_cursor(query_pk: int, rank: int) -> str:

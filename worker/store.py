@@ -100,6 +100,13 @@ def lock_job_status(session: Session, job_id: str) -> str:
     return session.execute(stmt.execution_options(synchronize_session=False)).scalar_one()
 
 
+def try_lock_job(session: Session, job_id: str) -> bool:
+    """Lock a job's row until commit unless another transaction holds it (PostgreSQL; SQLite has one
+    writer anyway); whether this one got it."""
+    stmt = select(Job.id).where(Job.id == job_id).with_for_update(skip_locked=True)
+    return session.execute(stmt).first() is not None
+
+
 def list_jobs(session: Session, status: JobStatus | None, limit: int) -> Sequence[Job]:
     """Newest first."""
     stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
@@ -187,14 +194,18 @@ def release_batches(session: Session, job_id: str, queued_batches: int) -> list[
         .limit(wanted)
         .with_for_update(skip_locked=True)
     )
+    # picked first, then updated: as a subquery of the UPDATE, PostgreSQL may re-run the LIMIT
+    # per row and release more than asked
+    picked = list(session.scalars(next_ids))
     stmt = (
         update(Batch)
         .where(
-            Batch.id.in_(next_ids.scalar_subquery()),
-            Batch.status.in_(may_become(BATCH_TRANSITIONS, BatchStatus.queued)),
+            Batch.id.in_(picked),
+            Batch.status == BatchStatus.pending,
         )
         .values(status=BatchStatus.queued, queued_at=utcnow())
         .returning(Batch.id)
+        .execution_options(synchronize_session=False)
     )
     return sorted(session.scalars(stmt))
 
@@ -203,20 +214,6 @@ def open_batches(session: Session, job_id: str) -> list[int]:
     """Batches on the queue or running (enqueued again when a plan task is delivered again)."""
     stmt = select(Batch.id).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
     return list(session.scalars(stmt.order_by(Batch.number)))
-
-
-def claim_batch(session: Session, batch_id: int) -> tuple[str, int] | None:
-    """Mark a batch running and count the attempt; (job id, attempts) or None if already finished.
-    A pending batch can be claimed too: its task may have been enqueued by a worker that died
-    before the release committed."""
-    stmt = (
-        update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_(may_become(BATCH_TRANSITIONS, BatchStatus.running)))
-        .values(status=BatchStatus.running, attempts=Batch.attempts + 1)
-        .returning(Batch.job_id, Batch.attempts)
-    )
-    row = session.execute(stmt).one_or_none()
-    return None if row is None else (row[0], row[1])
 
 
 def batch_job_id(session: Session, batch_id: int) -> str:
@@ -279,16 +276,18 @@ class ScoredRow:
         }
 
 
-def record_results(session: Session, batch_id: int, job_id: str, results: Sequence[ScoredRow]) -> bool:
-    """Store a batch's scored rows and mark it done; the job's counter moves only if this call
-    finished the batch (a second delivery changes nothing)."""
+def record_results(
+    session: Session, batch_id: int, job_id: str, results: Sequence[ScoredRow], scorer: str | None = None
+) -> bool:
+    """Store a batch's scored rows and mark it done, scored by worker `scorer`; the job's counter
+    moves only if this call finished the batch (a second delivery changes nothing)."""
     if results:
         # executemany with one cached statement (SQLAlchemy batches it into multi-row INSERTs)
         stmt = dialect_insert(session, Result)
         rows = [row.columns(job_id) for row in results]
         written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
         session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
-    return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None)
+    return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None, scorer)
 
 
 def record_effective_max_length(session: Session, job_id: str, max_length: int) -> bool:
@@ -328,12 +327,21 @@ def cancel_batches(session: Session, job_id: str) -> None:
 
 
 def _finish_batch(
-    session: Session, batch_id: int, job_id: str, status: BatchStatus, counter: Any, error: str | None
+    session: Session,
+    batch_id: int,
+    job_id: str,
+    status: BatchStatus,
+    counter: Any,
+    error: str | None,
+    scorer: str | None = None,
 ) -> bool:
+    written: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow(), "lease_until": None}
+    if scorer is not None:
+        written["worker"] = scorer
     stmt = (
         update(Batch)
         .where(Batch.id == batch_id, Batch.status.in_(may_become(BATCH_TRANSITIONS, status)))
-        .values(status=status, error=error, finished_at=utcnow())
+        .values(written)
         .returning(Batch.pairs)
     )
     pairs = session.execute(stmt).scalar_one_or_none()
@@ -483,3 +491,9 @@ def record_webhook_attempt(session: Session, job_id: str, error: str | None) -> 
     attempts = session.execute(stmt).scalar_one()
     session.expire_all()
     return int(attempts)
+
+
+def last_scored_at(session: Session, job_id: str) -> datetime | None:
+    """When the job's latest batch was scored; None before the first."""
+    stmt = select(func.max(Batch.finished_at)).where(Batch.job_id == job_id, Batch.status == BatchStatus.done)
+    return session.execute(stmt).scalar_one()

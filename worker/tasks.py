@@ -1,27 +1,63 @@
 """Thin Celery tasks: each opens a session, calls one function of worker.pipeline, enqueues what
 follows. Ids travel, never objects; the state lives in the database. Everything a task reads comes
-from the Settings its Tasks were built with."""
+from the Settings its Tasks were built with. A database outage is waited out, never a failure."""
 
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
 from functools import cached_property
 
 from worker import pipeline, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
+from worker.errors import is_connection_error
 from worker.lifecycle import FINISHED, Priority
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
+log = logging.getLogger(__name__)
+
+
+def new_worker_name() -> str:
+    """A worker's name in heartbeats and batch leases: host, pid and a random tag, so a worker
+    restarted in the same container (same host name and pid) is a new holder."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def with_database_retry(what: str, call: Callable[[], None], give_up_after: float) -> None:
+    """Run `call`, waiting out a database outage with backoff (1 s doubling to 15 s) for up to
+    `give_up_after` seconds; then give up quietly: the batch's lease lapses (or it stays queued)
+    and the reconciler hands it out again. No attempt is spent on an outage."""
+    give_up = time.monotonic() + give_up_after
+    pause = 1.0
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+            if time.monotonic() + pause > give_up:
+                log.error("%s: database unreachable; left to the reconciler (%s)", what, error)
+                return None
+            log.warning("%s: database unreachable, retrying in %.0fs (%s)", what, pause, error)
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
+
 
 class Tasks:
     """A worker's tasks over one Settings: registered on the Celery app `app`, which the worker
-    runs; the model is loaded once (eagerly by `rerankq worker`)."""
+    runs; the model is loaded once (eagerly by `rerankq worker`); `name` holds its leases."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.limits = Limits.from_settings(settings)
         self.queue = JobQueue(settings)
         self.app = self.queue.app
+        self.name = new_worker_name()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
@@ -33,32 +69,45 @@ class Tasks:
         settings = self.settings
         return load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
 
+    def _retrying(self, what: str, call: Callable[[], None]) -> None:
+        with_database_retry(what, call, self.settings.database_retry_seconds)
+
     def plan_job(self, job_id: str, priority: Priority = Priority.normal) -> None:
-        with session_scope(self.settings.database_url) as session:
-            if store.get_job(session, job_id).synchronous:
-                # A client waits: the whole job in this one task, so it meets at most one batch of
-                # other jobs in a worker's hands, not one per step (plan, each batch, finalize).
-                pipeline.run_job(session, job_id, self.reranker, self.limits)
-                batches = []
+        def plan() -> None:
+            with session_scope(self.settings.database_url) as session:
+                job = store.get_job(session, job_id)
+                if job.synchronous and job.model == self.settings.model:
+                    # A client waits: the whole job in this one task, so it meets at most one batch
+                    # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
+                    pipeline.run_job(session, job_id, self.reranker, self.limits, holder=self.name)
+                    followups = None
+                else:
+                    followups = pipeline.plan_job(session, job_id, self.limits)
+            if followups is not None and followups.batches:
+                self.queue.enqueue_batches(followups.batches, followups.model, priority)
             else:
-                batches = pipeline.plan_job(session, job_id, self.limits)
-        for batch_id in batches:
-            self.queue.enqueue(SCORE_TASK, batch_id, priority, priority=priority)
-        if not batches:
-            self._announce_if_finished(job_id)
+                self._announce_if_finished(job_id)
+
+        self._retrying(f"plan job {job_id}", plan)
 
     def score_batch(self, batch_id: int, priority: Priority = Priority.normal) -> None:
-        with session_scope(self.settings.database_url) as session:
-            followups = pipeline.score_batch(session, batch_id, self.reranker, self.limits)
-            for next_batch in followups.batches:  # enqueued before the release commits (see Followups)
-                self.queue.enqueue(SCORE_TASK, next_batch, priority, priority=priority)
-        if followups.finalize is not None:
-            self.queue.enqueue(FINALIZE_TASK, followups.finalize, priority=priority)
+        def score() -> None:
+            with session_scope(self.settings.database_url) as session:
+                followups = pipeline.score_batch(session, batch_id, self.reranker, self.limits, self.name)
+                # enqueued before the release commits (see Followups)
+                self.queue.enqueue_batches(followups.batches, followups.model, priority)
+            if followups.finalize is not None:
+                self.queue.enqueue(FINALIZE_TASK, followups.finalize, priority=priority)
+
+        self._retrying(f"batch {batch_id}", score)
 
     def finalize_job(self, job_id: str) -> None:
-        with session_scope(self.settings.database_url) as session:
-            pipeline.finalize_job(session, job_id)
-        self._announce_if_finished(job_id)
+        def finalize() -> None:
+            with session_scope(self.settings.database_url) as session:
+                pipeline.finalize_job(session, job_id)
+            self._announce_if_finished(job_id)
+
+        self._retrying(f"finalize job {job_id}", finalize)
 
     def _announce_if_finished(self, job_id: str) -> None:
         """Tell waiting clients and queue the webhook of a finished job; also when a task is

@@ -40,6 +40,13 @@ class WebhookOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     status: JobStatus
+    stalled: bool = Field(
+        description="Work is left and no batch was scored for RERANK_STALL_SECONDS (eta_seconds is null)."
+    )
+    stalled_reason: str | None = Field(
+        description="Why: no live worker serves the job's model, the broker is unreachable, or the"
+        " workers are busy with other jobs."
+    )
     model: str
     progress: Progress
     created_at: datetime
@@ -58,11 +65,12 @@ class JobOut(BaseModel):
     webhook: WebhookOut | None = Field(description="Delivery to options.callback_url, if one was given.")
 
     @classmethod
-    def from_row(cls, job: Job, rate: float | None) -> "JobOut":
-        """A job as a client sees it, with its rate (pairs per second) and the ETA that follows."""
+    def from_row(cls, job: Job, rate: float | None, stalled_reason: str | None = None) -> "JobOut":
+        """A job as a client sees it, with its rate (pairs per second) and the ETA that follows
+        (none while it is stalled, for `stalled_reason`)."""
         eta: float | None = None
         remaining = job.total_pairs - job.done_pairs - job.failed_pairs
-        if rate is not None:
+        if rate is not None and stalled_reason is None:
             eta = 0.0 if job.status in FINISHED else remaining / rate
         progress = Progress(
             total=job.total_pairs,
@@ -75,6 +83,8 @@ class JobOut(BaseModel):
         return cls(
             id=job.id,
             status=JobStatus(job.status),
+            stalled=stalled_reason is not None,
+            stalled_reason=stalled_reason,
             model=job.model,
             progress=progress,
             created_at=aware(job.created_at),
@@ -94,6 +104,17 @@ class JobOut(BaseModel):
                 delivered_at=aware(job.webhook_delivered_at),
             ),
         )
+
+
+class WorkerOut(BaseModel):
+    name: str = Field(description="host-pid-tag of the worker process.")
+    model: str
+    device: str
+    dtype: str
+    queue: str = Field(description="The queue of the batches it takes (one per model).")
+    started_at: datetime
+    last_seen: datetime = Field(description="Its latest heartbeat.")
+    live: bool = Field(description="Seen within RERANK_WORKER_TIMEOUT seconds.")
 
 
 class LineError(BaseModel):

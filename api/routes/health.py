@@ -1,49 +1,53 @@
-"""/healthz: is the database reachable, is the broker reachable."""
+"""/healthz (database and its schema, broker, live workers) and /v1/workers (every worker seen lately)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from api import deps
-from api.schemas import Health
+from api.schemas import ErrorOut, Health, WorkerList, WorkerOut
+from worker import service
 from worker.config import Settings
-from worker.db import get_engine
+from worker.db import get_engine, session_scope
 from worker.errors import SchemaMissing
 from worker.migrate import require_schema
-from worker.queue import JobQueue
+from worker.queue import broker_reachable
 
 router = APIRouter(tags=["health"])
+SettingsDep = Annotated[Settings, Depends(deps.settings)]
 
 
-def _database(url: str) -> None:
-    """Answers now (the schema check is remembered once passed; this query is not)."""
-    with get_engine(url).connect() as connection:
-        connection.execute(text("SELECT 1"))
-    require_schema(url)
-
-
-def _probe(check: Any) -> str:
+def _database(url: str, worker_timeout: float) -> tuple[str, list[WorkerOut]]:
+    """The database's state and the live workers it knows of. The query answers now; the schema
+    check is remembered once passed."""
     try:
-        check()
-        return "ok"
+        with get_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+        require_schema(url)
+        with session_scope(url) as session:
+            return "ok", [w for w in service.list_workers(session, worker_timeout) if w.live]
     except SchemaMissing as error:
-        return error.message
+        return error.message, []
     except Exception as error:
-        return f"unreachable: {type(error).__name__}"
+        return f"unreachable: {type(error).__name__}", []
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(
-    settings: Annotated[Settings, Depends(deps.settings)], queue: Annotated[JobQueue, Depends(deps.queue)]
-) -> JSONResponse:
-    """200 when the database answers at the newest schema and the broker answers, 503 otherwise."""
-    body = {
-        "database": _probe(lambda: _database(settings.database_url)),
-        "broker": _probe(lambda: queue.app.connection_for_write().ensure_connection(max_retries=1)),
-    }
-    healthy = all(value == "ok" for value in body.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "degraded", **body}, status_code=200 if healthy else 503
-    )
+def healthz(settings: SettingsDep) -> JSONResponse:
+    """200 when the database answers at the newest schema and the broker answers, 503 otherwise;
+    with the live workers."""
+    database, workers = _database(settings.database_url, settings.worker_timeout)
+    broker = "ok" if broker_reachable(settings.broker_url) else "unreachable"
+    healthy = database == broker == "ok"
+    body = Health(status="ok" if healthy else "degraded", database=database, broker=broker, workers=workers)
+    return JSONResponse(jsonable_encoder(body), status_code=200 if healthy else 503)
+
+
+@router.get("/v1/workers", response_model=WorkerList, responses={503: {"model": ErrorOut}})
+def list_workers(session: Annotated[Session, Depends(deps.session)], settings: SettingsDep) -> WorkerList:
+    """Workers seen in the last day (from their heartbeats), newest first, live or not."""
+    return WorkerList(workers=service.list_workers(session, settings.worker_timeout))

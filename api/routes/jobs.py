@@ -18,9 +18,11 @@ from worker import export, service
 from worker.config import Settings
 from worker.lifecycle import JobStatus
 from worker.spec import AnyJobSpec
+from worker.stalls import StallCheck
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 DbSession = Annotated[Session, Depends(deps.session)]
+Stalls = Annotated[StallCheck, Depends(deps.stalls)]
 errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
 
 
@@ -71,16 +73,19 @@ def submit_job(
 
 @router.get("", response_model=JobList, responses=errors)
 def list_jobs(
-    session: DbSession, status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    session: DbSession,
+    stalls: Stalls,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobList:
     """Jobs, newest first, optionally of one status."""
-    return JobList(jobs=service.list_jobs(session, status, limit))
+    return JobList(jobs=service.list_jobs(session, status, limit, stalls))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: str, session: DbSession) -> JobOut:
-    """Status, progress (counts, rate, ETA) and timestamps of a job."""
-    return service.job_status(session, job_id)
+def get_job(job_id: str, session: DbSession, stalls: Stalls) -> JobOut:
+    """Status, progress (counts, rate, ETA), whether and why it stalled, and timestamps of a job."""
+    return service.job_status(session, job_id, stalls)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)

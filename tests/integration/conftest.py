@@ -90,6 +90,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
         self.queue = env["RERANK_QUEUE"]
+        self.model = env["RERANK_MODEL"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker", "--device", "cpu", "--loglevel", "info"],
             env=env,
@@ -159,23 +160,23 @@ def worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerPro
     return start_worker(db_url, queue_for(db_url), task_pairs="4")
 
 
-def make_app(db_url: str, queue: str, **settings: Any) -> FastAPI:
-    """The HTTP API on `db_url`, handing work to the workers of `queue`: an app of its own Settings."""
+def make_app(db_url: str, queue: str, model: str, **settings: Any) -> FastAPI:
+    """The HTTP API on `db_url`, handing work to the workers of `queue` that serve `model` (jobs
+    record it and travel on its queue): an app of its own Settings (`settings` override more)."""
     from api.app import create_app
     from worker.config import Settings
 
-    return create_app(
-        Settings(**{"database_url": db_url, "broker_url": REDIS_URL, "queue": queue, **settings})
-    )
+    given = {"database_url": db_url, "broker_url": REDIS_URL, "queue": queue, "model": model, **settings}
+    return create_app(Settings(**given))
 
 
-def make_client(db_url: str, queue: str, **settings: Any) -> TestClient:
-    return TestClient(make_app(db_url, queue, **settings))
+def make_client(db_url: str, queue: str, model: str, **settings: Any) -> TestClient:
+    return TestClient(make_app(db_url, queue, model, **settings))
 
 
 @pytest.fixture
-def client(db_url: str, worker: WorkerProcess) -> Iterator[TestClient]:
-    with make_client(db_url, worker.queue) as test_client:
+def client(db_url: str, worker: WorkerProcess, tiny_model: Path) -> Iterator[TestClient]:
+    with make_client(db_url, worker.queue, str(tiny_model)) as test_client:
         yield test_client
 
 
@@ -186,10 +187,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def api_server(db_url: str, worker: WorkerProcess, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`rerankq api` in its own process, on the test database and the worker's queue."""
+def api_server(
+    db_url: str, worker: WorkerProcess, tiny_model: Path, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rerankq api` in its own process, on the test database and the worker's queue and model."""
     port = free_port()
-    env = {**os.environ, "RERANK_DATABASE_URL": db_url, "RERANK_QUEUE": worker.queue}
+    env = {
+        **os.environ,
+        "RERANK_DATABASE_URL": db_url,
+        "RERANK_QUEUE": worker.queue,
+        "RERANK_MODEL": str(tiny_model),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
         env=env,

@@ -84,9 +84,13 @@ def run_all(
 
 
 def limits(
-    task_pairs: int = 3, queued_batches: int = 2, max_attempts: int = 3, max_windows: int = 128
+    task_pairs: int = 3,
+    queued_batches: int = 2,
+    max_attempts: int = 3,
+    max_windows: int = 128,
+    lease_seconds: float = 30,
 ) -> Limits:
-    return Limits(task_pairs, queued_batches, max_attempts, max_windows)
+    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds)
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:

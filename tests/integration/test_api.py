@@ -140,10 +140,42 @@ def test_cancel(client: TestClient, session: Session) -> None:
     assert len(results) == progress["done"]  # every scored pair is ranked, nothing after the cancel
 
 
-def test_healthz(client: TestClient) -> None:
+def test_healthz_and_workers(client: TestClient, worker: WorkerProcess) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    health = response.json()
+    assert (health["status"], health["database"], health["broker"]) == ("ok", "ok", "ok")
+    mine = [w for w in health["workers"] if w["queue"].startswith(worker.queue + ".")]
+    assert mine and mine[0]["device"] == "cpu" and mine[0]["dtype"] == "float32"
+    listed = client.get("/v1/workers").json()["workers"]
+    assert {w["name"] for w in mine} <= {w["name"] for w in listed if w["live"]}
+
+
+DATABASE_DOWN = "postgresql+psycopg://postgres@127.0.0.1:9/down"  # nothing listens on port 9
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/jobs"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/jobs/abc"),
+        ("POST", "/v1/jobs/abc/cancel"),
+        ("GET", "/v1/jobs/abc/results"),
+        ("GET", "/v1/jobs/abc/results.jsonl"),
+        ("GET", "/v1/jobs/abc/results.csv"),
+        ("GET", "/v1/collections/abc"),
+        ("DELETE", "/v1/collections/abc"),
+        ("GET", "/v1/workers"),
+    ],
+)
+def test_unreachable_database_is_a_json_503_with_retry_after(method: str, path: str) -> None:
+    with make_client(DATABASE_DOWN, "unused", "tiny") as down:
+        response = down.request(method, path, json=job_body(queries=1, documents=1))
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit()
+    body = response.json()
+    assert set(body) == {"error", "field", "details"} and "database is unreachable" in body["error"]
 
 
 HTML = (
@@ -202,7 +234,7 @@ def test_oversized_input_is_refused_and_loses_nothing(client: TestClient, db_url
     assert response.status_code == 422
     assert response.json()["field"] == "queries.0.documents.1.text"
     assert "RERANK_MAX_DOCUMENT_CHARS" in response.json()["error"]
-    with make_client(db_url, worker.queue, max_request_bytes=1_000_000) as small:
+    with make_client(db_url, worker.queue, "tiny", max_request_bytes=1_000_000) as small:
         response = small.post("/v1/jobs", json=body)
     assert response.status_code == 413 and response.json()["field"] == "body"
     assert client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"] == before
@@ -229,7 +261,7 @@ def test_finished_jobs_expire_after_the_retention(
     old = utcnow() - timedelta(days=3)
     session.execute(update(Job).where(Job.id == expired).values(finished_at=old))
     session.commit()
-    with make_client(db_url, worker.queue, retention_days=2) as client:  # purges when it starts
+    with make_client(db_url, worker.queue, "tiny", retention_days=2) as client:  # purges when it starts
         deadline = time.monotonic() + 30
         while client.get(f"/v1/jobs/{expired}").status_code != 404 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -241,7 +273,7 @@ def test_a_failed_batch_is_listed_with_its_error(
     client: TestClient, session: Session, reranker: Reranker
 ) -> None:
     job_id = submit(session, queries=1, documents=2)
-    (batch,) = pipeline.plan_job(session, job_id, limits(10))
+    (batch,) = pipeline.plan_job(session, job_id, limits(10)).batches
     pipeline.score_batch(session, batch, reranker, limits(max_attempts=0))  # given up at once
     pipeline.finalize_job(session, job_id)
     errors = client.get(f"/v1/jobs/{job_id}/errors").json()["errors"]

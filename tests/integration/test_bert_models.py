@@ -85,7 +85,7 @@ def test_the_api_with_a_worker_serving_the_trained_minilm(
 ) -> None:
     worker = start_worker(db_url, f"{queue_for(db_url)}-minilm", model=str(trained_model), task_pairs="2")
     body = job_body(clean_html=False)
-    with make_client(db_url, worker.queue) as client:
+    with make_client(db_url, worker.queue, str(trained_model)) as client:
         accepted = client.post("/v1/jobs", json=body)
         assert accepted.status_code == 202, accepted.text
         assert accepted.json()["effective_max_length"] is None  # no worker has looked at the model yet

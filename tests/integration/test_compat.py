@@ -33,7 +33,7 @@ MODEL = "rerank-v3.5"  # what clients send; the workers' own model scores
 
 @pytest.fixture
 def api_url(db_url: str, worker: WorkerProcess) -> Iterator[str]:
-    with serve(make_app(db_url, worker.queue)) as url:
+    with serve(make_app(db_url, worker.queue, worker.model)) as url:
         yield url
 
 
@@ -192,7 +192,7 @@ def test_tei_route_refuses_bad_input_in_rerankqs_shape(api_url: str) -> None:
 
 def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str) -> None:
     """Nothing consumes this queue: the job waits, and the 504 says where to find it later."""
-    with serve(make_app(db_url, "rerank-test-nobody-listens", sync_timeout=0.3)) as url:
+    with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_timeout=0.3)) as url:
         body = {"model": MODEL, "query": QUERY, "documents": DOCUMENTS}
         response = httpx.post(f"{url}/v2/rerank", json=body, timeout=30)
         assert response.status_code == 504
@@ -204,7 +204,7 @@ def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str) -> None
 
 def test_limits_are_the_apps_own_settings(db_url: str) -> None:
     """Checked before anything is stored: the document count and length against this app's limits."""
-    app = make_app(db_url, "rerank-test-nobody-listens", sync_max_documents=3, max_document_chars=50)
+    app = make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_max_documents=3, max_document_chars=50)
     with TestClient(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         many = client.post("/v2/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]})
@@ -217,7 +217,9 @@ def test_limits_are_the_apps_own_settings(db_url: str) -> None:
 
 
 def test_an_unreachable_broker_is_a_503_and_stores_nothing(db_url: str) -> None:
-    app = make_app(db_url, "rerank-test-nobody-listens", broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = make_app(
+        db_url, "rerank-test-nobody-listens", "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
     with TestClient(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         response = client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})

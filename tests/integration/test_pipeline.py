@@ -9,9 +9,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.integration.helpers import job_spec, limits, results, run_all, submit
-from worker import pipeline, service, store
+from worker import leases, pipeline, service, store
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
+from worker.leases import Lease
 from worker.lifecycle import BatchStatus
 from worker.models import Batch, Document, Result
 
@@ -58,10 +59,10 @@ def test_scores_threshold_top_k_and_raw_scores(session: Session, reranker: Reran
 
 def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, documents=5)
-    batches = pipeline.plan_job(session, job_id, limits(4, queued_batches=10))
+    batches = pipeline.plan_job(session, job_id, limits(4, queued_batches=10)).batches
     assert len(batches) == 3
     assert (
-        pipeline.plan_job(session, job_id, limits(4, queued_batches=10)) == batches
+        pipeline.plan_job(session, job_id, limits(4, queued_batches=10)).batches == batches
     )  # re-delivered: nothing new
     for batch_id in batches + batches:  # every batch delivered twice
         pipeline.score_batch(session, batch_id, reranker, limits())
@@ -75,11 +76,11 @@ def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Rera
 
 def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=4)
-    first, second = pipeline.plan_job(session, job_id, limits(2))
-    for _ in range(3):  # three deliveries that died mid-batch (claimed, never finished)
-        store.claim_batch(session, first)
+    first, second = pipeline.plan_job(session, job_id, limits(2)).batches
+    for dead in range(3):  # three workers that died mid-batch (claimed, lease lapsed, never finished)
+        assert leases.claim_batch(session, first, Lease(f"dead-{dead}", -1)) is not None
         session.commit()
-    assert pipeline.score_batch(session, first, reranker, limits()) == pipeline.Followups([], None)
+    assert pipeline.score_batch(session, first, reranker, limits()) == pipeline.Followups([], None, "tiny")
     assert pipeline.score_batch(session, second, reranker, limits()).finalize == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id).model_dump()
@@ -92,7 +93,7 @@ def test_batch_that_keeps_killing_its_worker_is_given_up(session: Session, reran
 
 def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=2)
-    (batch,) = pipeline.plan_job(session, job_id, limits(10))
+    (batch,) = pipeline.plan_job(session, job_id, limits(10)).batches
     assert pipeline.score_batch(session, batch, reranker, limits(max_attempts=0)).finalize == job_id
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id).model_dump()
@@ -102,7 +103,7 @@ def test_job_whose_every_batch_fails_is_failed(session: Session, reranker: Reran
 
 def test_cancel_keeps_partial_results(session: Session, reranker: Reranker) -> None:
     job_id = submit(session, queries=1, documents=6)
-    first, *rest = pipeline.plan_job(session, job_id, limits(2, queued_batches=3))
+    first, *rest = pipeline.plan_job(session, job_id, limits(2, queued_batches=3)).batches
     assert len(rest) == 2
     pipeline.score_batch(session, first, reranker, limits())
     assert service.cancel_job(session, job_id).status == "cancelled"
@@ -173,7 +174,7 @@ def test_a_worker_killed_before_its_release_commits_loses_no_batch(
 ) -> None:
     job_id = submit(session, queries=1, documents=8)
     one_at_a_time = limits(2, queued_batches=1)
-    (first,) = pipeline.plan_job(session, job_id, one_at_a_time)
+    (first,) = pipeline.plan_job(session, job_id, one_at_a_time).batches
     (second,) = pipeline.score_batch(session, first, reranker, one_at_a_time).batches
     session.rollback()  # killed after enqueueing `second`, before the release committed
     assert session.get(Batch, second).status == BatchStatus.pending  # type: ignore[union-attr]

@@ -40,7 +40,7 @@ def test_pipeline_ranks_held_out_candidates_as_the_engine_does(
         # the engine's work exactly: no cleaning, no windows
         "options": {"chunking": {"enabled": False}, "clean_html": False, "max_length": MAX_LENGTH},
     }
-    with make_client(db_url, worker.queue) as client:
+    with make_client(db_url, worker.queue, str(trained_model)) as client:
         job = client.post("/v1/jobs", json=body).json()
         done = wait_for(client, job["id"], timeout=600)
         assert done["status"] == "completed" and done["progress"]["done"] == len(alone), done

@@ -91,7 +91,7 @@ def hook_worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> Work
 
 @pytest.fixture
 def hook_client(db_url: str, hook_worker: WorkerProcess) -> Iterator[TestClient]:
-    with TestClient(make_app(db_url, hook_worker.queue)) as client:
+    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
         yield client
 
 
@@ -148,7 +148,7 @@ def test_a_cancelled_job_is_delivered_too(
 ) -> None:
     """The job waits on a queue nobody reads; the cancel hands its webhook to the worker."""
     target = receiver([200])
-    app = make_app(db_url, "rerank-test-nobody-listens")
+    app = make_app(db_url, "rerank-test-nobody-listens", "tiny")
     hook_queue = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
     app.dependency_overrides[deps.on_finished] = lambda: hook_queue.job_finished
     with TestClient(app) as client:

@@ -24,7 +24,8 @@ DEMO_HINT = (
 def load_reranker(
     model: str, device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384
 ) -> Reranker:
-    """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings)."""
+    """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings);
+    ModelLoadError, in one line that says what to set, if it cannot be."""
     started = time.perf_counter()
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
@@ -38,7 +39,10 @@ def load_reranker(
         hint = "" if Path(source).is_dir() else f"; {DEMO_HINT}"
         raise ModelLoadError(f"cannot load the model {model!r}: {_first_line(error)}{hint}") from error
     if network.config.num_labels != 1:
-        raise ModelLoadError(f"{model} has {network.config.num_labels} labels; a reranker has one logit")
+        raise ModelLoadError(
+            f"{model} has {network.config.num_labels} labels; a reranker has one logit: set RERANK_MODEL"
+            " to a cross-encoder reranker"
+        )
     network.to(target).eval()
     log.info(
         "loaded %s on %s in %.1fs (%.0fM parameters)",

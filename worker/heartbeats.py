@@ -1,0 +1,98 @@
+"""Worker heartbeats: each worker process writes what it serves (model, device, dtype, queue) and
+when it was last seen, so the API can tell live workers from dead ones and a stalled job can say
+that no worker serves its model."""
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from worker.errors import is_connection_error
+from worker.models import Worker, aware, utcnow
+from worker.store import dialect_insert
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker process as it describes itself."""
+
+    name: str
+    model: str
+    device: str
+    dtype: str
+    queue: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class SeenWorker:
+    """A worker as the database last saw it."""
+
+    info: WorkerInfo
+    last_seen: datetime
+    live: bool
+
+
+def beat(session: Session, info: WorkerInfo) -> None:
+    """Record that `info`'s worker is alive now."""
+    row = {**info.__dict__, "last_seen": utcnow()}
+    stmt = dialect_insert(session, Worker)
+    written = {column: stmt.excluded[column] for column in row if column != "name"}
+    session.execute(stmt.on_conflict_do_update(index_elements=[Worker.name], set_=written), [row])
+
+
+def seen_workers(session: Session, timeout: float, within: timedelta = timedelta(days=1)) -> list[SeenWorker]:
+    """Workers seen in the last `within`, newest first; live when seen in the last `timeout` seconds."""
+    now = utcnow()
+    rows = session.scalars(
+        select(Worker).where(Worker.last_seen >= now - within).order_by(Worker.last_seen.desc())
+    )
+    return [
+        SeenWorker(
+            WorkerInfo(row.name, row.model, row.device, row.dtype, row.queue, aware(row.started_at)),
+            aware(row.last_seen),
+            aware(row.last_seen) >= now - timedelta(seconds=timeout),
+        )
+        for row in rows
+    ]
+
+
+def live_models(session: Session, timeout: float) -> set[str]:
+    """The models some live worker serves."""
+    since = utcnow() - timedelta(seconds=timeout)
+    return set(session.scalars(select(Worker.model).where(Worker.last_seen >= since).distinct()))
+
+
+class Heartbeat:
+    """A daemon thread that beats every `every` seconds until stopped; a database outage only
+    skips beats (the worker looks dead meanwhile, which is what it is to the job store)."""
+
+    def __init__(self, engine: Engine, info: WorkerInfo, every: float) -> None:
+        self._engine, self._info, self._every = engine, info, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                with Session(self._engine) as session, session.begin():
+                    beat(session, self._info)
+            except Exception as error:
+                if not is_connection_error(error):
+                    raise
+                log.warning("worker %s: heartbeat skipped, database unreachable", self._info.name)
+            if self._stop.wait(self._every):
+                return

@@ -1,0 +1,82 @@
+"""The long-running processes besides the API: a worker (model loaded once, heartbeats, one
+reconcile pass, then Celery) and the reconcile loop."""
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import redis
+from kombu.exceptions import OperationalError
+
+from worker import reconcile as reconciler
+from worker.config import Settings
+from worker.db import get_engine, session_scope
+from worker.errors import is_connection_error
+from worker.heartbeats import Heartbeat, WorkerInfo
+from worker.pipeline import Limits
+from worker.queue import JobQueue, model_queue
+from worker.tasks import Tasks
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_once(settings: Settings, queue: JobQueue | None = None) -> reconciler.Reconciled | None:
+    """One reconcile pass; None (logged) when the database or the broker is unreachable: the next
+    pass tries again."""
+    try:
+        with session_scope(settings.database_url) as session:
+            return reconciler.reconcile(session, Limits.from_settings(settings), queue or JobQueue(settings))
+    except Exception as error:  # retried on the next pass; a loop that runs all night must not die
+        if is_connection_error(error) or isinstance(error, redis.RedisError | OperationalError):
+            log.warning("reconcile pass skipped, a store is unreachable: %s: %s", type(error).__name__, error)
+        else:
+            log.exception("reconcile pass failed")
+        return None
+
+
+def reconcile_forever(settings: Settings) -> None:
+    """Reconcile every RERANK_RECONCILE_SECONDS until killed."""
+    log.info("reconciler on queue %s every %.1fs", settings.queue, settings.reconcile_seconds)
+    queue = JobQueue(settings)
+    while True:
+        started = time.monotonic()
+        reconcile_once(settings, queue)
+        time.sleep(max(0.0, settings.reconcile_seconds - (time.monotonic() - started)))
+
+
+def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = None) -> None:
+    """Load the model (ModelLoadError if it cannot be), serve its metrics on `metrics_port`, start
+    heartbeats, repair what earlier workers left behind, then consume the plan queue and this
+    model's batch queue."""
+    tasks = Tasks(settings)
+    reranker = tasks.reranker
+    if metrics_port is not None:
+        from worker.metrics import serve
+
+        serve(metrics_port, reranker)
+    queue = model_queue(settings.queue, settings.model)
+    info = WorkerInfo(
+        tasks.name,
+        settings.model,
+        str(reranker.device),
+        str(reranker.dtype).removeprefix("torch."),
+        queue,
+        datetime.now(UTC),
+    )
+    heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
+    reconcile_once(settings, tasks.queue)
+    try:
+        tasks.app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--without-mingle",  # workers share nothing through the broker: state is in the database
+                "--without-gossip",
+                f"--queues={settings.queue},{queue}",
+                f"--loglevel={loglevel}",
+                "-n",
+                f"{info.name}@%h",
+            ]
+        )
+    finally:
+        heartbeat.stop()
