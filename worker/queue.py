@@ -125,17 +125,6 @@ def model_queue(base: str, model: str) -> str:
     return f"{base}.{name}.{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
-def broker_reachable(broker_url: str, timeout: float = 2.0) -> bool:
-    """Whether the Redis broker answers a ping within `timeout` seconds."""
-    client = redis.Redis.from_url(broker_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @dataclass(frozen=True)
 class BrokerView:
     """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan tasks."""

@@ -5,10 +5,10 @@ from functools import cached_property
 from sqlalchemy.orm import Session
 
 from worker import heartbeats, store
+from worker.broker import broker_reachable
 from worker.config import Settings
 from worker.lifecycle import JobStatus
 from worker.models import Job, aware, utcnow
-from worker.queue import broker_reachable
 
 
 class StallCheck:

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from api import deps
 from api.schemas import ErrorOut, Health, WorkerList, WorkerOut
 from worker import service
+from worker.broker import broker_reachable
 from worker.config import Settings
 from worker.db import get_engine, session_scope
 from worker.errors import SchemaMissing
 from worker.migrate import require_schema
-from worker.queue import broker_reachable
 
 router = APIRouter(tags=["health"])
 SettingsDep = Annotated[Settings, Depends(deps.settings)]
