@@ -10,11 +10,16 @@ from sqlalchemy.orm import Session
 
 from api import deps
 from api.compat_schemas import (
+    ApiVersion,
+    BilledUnits,
     CohereResponse,
+    CohereResult,
     CohereV1Request,
     CohereV2Request,
+    Meta,
     TeiRequest,
     TeiResult,
+    TextDocument,
 )
 from worker import service, sync
 from worker.config import Settings
@@ -52,41 +57,44 @@ class SyncRerank:
 Rerank = Annotated[SyncRerank, Depends()]
 
 
-def _meta(documents: int, version: str) -> dict[str, Any]:
-    return {"api_version": {"version": version}, "billed_units": {"search_units": math.ceil(documents / 100)}}
+def _meta(documents: int, version: str) -> Meta:
+    return Meta(
+        api_version=ApiVersion(version=version),
+        billed_units=BilledUnits(search_units=math.ceil(documents / 100)),
+    )
 
 
 @router.post("/v2/rerank", response_model=CohereResponse, response_model_exclude_none=True, responses=errors)
-async def cohere_v2(body: CohereV2Request, rerank: Rerank) -> dict[str, Any]:
+async def cohere_v2(body: CohereV2Request, rerank: Rerank) -> CohereResponse:
     """Cohere v2 rerank: `{query, documents: [str], top_n?, max_tokens_per_doc?}` → results
     best first with relevance_score = sigmoid(raw). Long documents are read in windows (a
     document scores as its best window)."""
     ranking = await rerank(
         sync.SyncRequest(body.query, body.documents, body.top_n, rerank.window(body.max_tokens_per_doc))
     )
-    results = [{"index": r.index, "relevance_score": r.score} for r in ranking.results]
-    return {"id": ranking.job_id, "results": results, "meta": _meta(len(body.documents), "2")}
+    results = [CohereResult(index=r.index, relevance_score=r.score) for r in ranking.results]
+    return CohereResponse(id=ranking.job_id, results=results, meta=_meta(len(body.documents), "2"))
 
 
 @router.post("/v1/rerank", response_model=CohereResponse, response_model_exclude_none=True, responses=errors)
-async def cohere_v1(body: CohereV1Request, rerank: Rerank) -> dict[str, Any]:
+async def cohere_v1(body: CohereV1Request, rerank: Rerank) -> CohereResponse:
     """Cohere v1 and Jina rerank: documents as strings or `{text}`; `return_documents` adds
     `document: {text}` to each result."""
     texts = body.texts()
     ranking = await rerank(sync.SyncRequest(body.query, texts, body.top_n))
     results = [
-        {
-            "index": r.index,
-            "relevance_score": r.score,
-            "document": {"text": texts[r.index]} if body.return_documents else None,
-        }
+        CohereResult(
+            index=r.index,
+            relevance_score=r.score,
+            document=TextDocument(text=texts[r.index]) if body.return_documents else None,
+        )
         for r in ranking.results
     ]
-    return {"id": ranking.job_id, "results": results, "meta": _meta(len(texts), "1")}
+    return CohereResponse(id=ranking.job_id, results=results, meta=_meta(len(texts), "1"))
 
 
 @router.post("/rerank", response_model=list[TeiResult], response_model_exclude_none=True, responses=errors)
-async def tei(body: TeiRequest, rerank: Rerank) -> list[dict[str, Any]]:
+async def tei(body: TeiRequest, rerank: Rerank) -> list[TeiResult]:
     """text-embeddings-inference rerank: `{query, texts, raw_scores?, return_text?, truncate?}` →
     `[{index, score, text?}]` best first. `truncate: true` cuts long texts to RERANK_MAX_LENGTH
     tokens; otherwise they are read whole, in windows, instead of being refused."""
@@ -94,10 +102,10 @@ async def tei(body: TeiRequest, rerank: Rerank) -> list[dict[str, Any]]:
         sync.SyncRequest(body.query, body.texts, chunking=not body.truncate, field="texts")
     )
     return [
-        {
-            "index": r.index,
-            "score": r.raw_score if body.raw_scores else r.score,
-            "text": body.texts[r.index] if body.return_text else None,
-        }
+        TeiResult(
+            index=r.index,
+            score=r.raw_score if body.raw_scores else r.score,
+            text=body.texts[r.index] if body.return_text else None,
+        )
         for r in ranking.results
     ]
