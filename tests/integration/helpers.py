@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from worker import pipeline, service
@@ -62,8 +62,8 @@ def job_spec(queries: int = 2, documents: int = 5, **options: Any) -> JobSpec:
     return JobSpec.model_validate(job_body(queries, documents, **options))
 
 
-def wait_for(client: TestClient, job_id: str, timeout: float = 90) -> dict[str, Any]:
-    """Poll GET /v1/jobs/{id} until the job finishes."""
+def wait_for(client: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    """Poll GET /v1/jobs/{id} until the job finishes (a TestClient or a client of a served API)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()

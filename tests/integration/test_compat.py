@@ -2,7 +2,6 @@
 the real clients over real HTTP against a real worker: their order and scores are the job API's."""
 
 import math
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaCohereRerank
 
 from tests.integration.conftest import WorkerProcess, make_app
-from tests.integration.helpers import free_port, serve
+from tests.integration.helpers import free_port, serve, wait_for
 
 QUERY = "how do I drop rows with missing values in a pandas dataframe?"
 DOCUMENTS = [
@@ -37,16 +36,6 @@ def api_url(db_url: str, worker: WorkerProcess) -> Iterator[str]:
         yield url
 
 
-def wait_job(http: httpx.Client, job_id: str, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = http.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(job_id)
-
-
 def job_ranking(url: str, query: str = QUERY, documents: list[str] = DOCUMENTS) -> list[tuple[int, float]]:
     """(document index, sigmoid score) best first, through the job API with the same pairs."""
     body = {
@@ -60,7 +49,7 @@ def job_ranking(url: str, query: str = QUERY, documents: list[str] = DOCUMENTS) 
     }
     with httpx.Client(base_url=url, timeout=30) as http:
         job_id = http.post("/v1/jobs", json=body).json()["id"]
-        assert wait_job(http, job_id)["status"] == "completed"
+        assert wait_for(http, job_id)["status"] == "completed"
         rows = http.get(f"/v1/jobs/{job_id}/results").json()["results"]
     return [(int(row["document_id"]), row["score"]) for row in rows]
 
