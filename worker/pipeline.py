@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import leases, metrics, store
+from worker import leases, metrics, store, turns
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
@@ -39,7 +39,7 @@ class Limits:
     def from_settings(cls, settings: Settings) -> "Limits":
         return cls(
             settings.task_pairs,
-            settings.job_queued_batches,
+            settings.tenant_queued_batches,
             settings.max_attempts,
             settings.max_windows,
             settings.lease_seconds,
@@ -79,7 +79,7 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
-        batches = store.open_batches(session, job_id) + store.release_batches(
+        batches = store.open_batches(session, job_id) + turns.release_batches(
             session, job_id, limits.queued_batches
         )
     session.commit()
@@ -120,12 +120,11 @@ def score_batch(
 
 
 def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
+    """The batches this one's end releases (of its job, or of another job of its tenant's share:
+    also when its job is done or cancelled) and the job to finalize if this was its last."""
     job = store.get_job(session, job_id)
-    if _all_scored(session, job_id):
-        return Followups([], job_id, job.model)
-    running = job.status == JobStatus.running
-    released = store.release_batches(session, job_id, limits.queued_batches) if running else []
-    return Followups(released, None, job.model)
+    finalize = job_id if _all_scored(session, job_id) else None
+    return Followups(turns.release_batches(session, job_id, limits.queued_batches), finalize, job.model)
 
 
 def _score(
