@@ -26,8 +26,9 @@ LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics
 
 @dataclass(frozen=True)
 class Limits:
-    """What one job may take: pairs per batch, batches on the queue at once, deliveries of a batch,
-    windows read per document, seconds a claim on a batch lasts without renewal."""
+    """What one job may take: pairs per batch, batches of its tenant's share on the queue at once
+    (worker.turns), deliveries of a batch, windows read per document, seconds a claim on a batch
+    lasts without renewal."""
 
     task_pairs: int
     queued_batches: int
@@ -61,7 +62,7 @@ class Followups:
 
 def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
-    (the first `limits.queued_batches`; each scored batch releases the next). The job's row is
+    (up to its tenant's `limits.queued_batches`; each scored batch releases the next). The job's row is
     locked first: a second plan task (the reconciler's re-send) finds it locked and leaves at once."""
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
