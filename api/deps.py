@@ -6,7 +6,8 @@ from functools import lru_cache
 from typing import Annotated
 
 import redis
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from worker import keys
@@ -70,14 +71,20 @@ def stalls(request: Request, db: Annotated[Session, Depends(session)]) -> StallC
     return StallCheck(db, settings(request))
 
 
-def _presented_key(request: Request) -> str | None:
+# Declared so that /docs offers "Authorize" and the OpenAPI schema says how to authenticate.
+BEARER = HTTPBearer(auto_error=False, description="An API key (`rerankq keys create`) as a bearer token")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, in its own header")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+ApiKeyHeader = Annotated[str | None, Security(API_KEY)]
+
+
+def _presented_key(request: Request, bearer: BearerCredentials, header: ApiKeyHeader) -> str | None:
     """The key a request carries: `Authorization: Bearer`, `X-API-Key`, or (reads only, so a
     cross-site form can never write with it) the page's cookie."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    if key := request.headers.get("x-api-key", "").strip():
-        return key
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    if header is not None and header.strip():
+        return header.strip()
     if request.method in SAFE_METHODS and (cookie := request.cookies.get(KEY_COOKIE, "").strip()):
         return cookie
     return None
@@ -88,13 +95,18 @@ def _rate_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def caller(request: Request, db: Annotated[Session, Depends(session)]) -> Caller:
+def caller(
+    request: Request,
+    db: Annotated[Session, Depends(session)],
+    bearer: BearerCredentials,
+    header: ApiKeyHeader,
+) -> Caller:
     """Who is asking, from the API key (401 without a valid one), counted against its tenant's
     request rate (429). With RERANK_AUTH=off every request is trusted."""
     configured = settings(request)
     if not configured.auth:
         return TRUSTED
-    key = _presented_key(request)
+    key = _presented_key(request, bearer, header)
     if key is None:
         raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`")
     found = keys.authenticate(db, key)
