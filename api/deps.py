@@ -78,7 +78,9 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEAR
 ApiKeyHeader = Annotated[str | None, Security(API_KEY)]
 
 
-def _presented_key(request: Request, bearer: BearerCredentials, header: ApiKeyHeader) -> str | None:
+def _presented_key(
+    request: Request, bearer: HTTPAuthorizationCredentials | None, header: str | None
+) -> str | None:
     """The key a request carries: `Authorization: Bearer`, `X-API-Key`, or (reads only, so a
     cross-site form can never write with it) the page's cookie."""
     if bearer is not None and bearer.credentials.strip():
@@ -130,7 +132,7 @@ def admin(found: CallerDep) -> Caller:
     return found
 
 
-def request_key(found: CallerDep, route: str, key: str | None) -> RequestKey | None:
+def request_key(found: Caller, route: str, key: str | None) -> RequestKey | None:
     """The request's Idempotency-Key, remembered per tenant and `route`."""
     return None if key is None else RequestKey(found.quota_name, route, key)
 
