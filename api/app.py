@@ -1,5 +1,6 @@
 """create_app(): the FastAPI application, its routers and the one place errors become responses."""
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from worker.errors import CONNECTION_ERRORS, RerankError, WaitTimeout
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
+log = logging.getLogger(__name__)
 # Where a validation error's location starts with one of these, it is not part of the field's name.
 _LOCATIONS = {"body", "query", "path", "header"}
 
@@ -38,6 +40,7 @@ def _error(
     message: str,
     field: str | None,
     details: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
     **extra: str,
 ) -> JSONResponse:
     """Errors as the caller's client expects them: Cohere's {message} on its routes, rerankq's
@@ -46,7 +49,7 @@ def _error(
         body: dict[str, Any] = {"message": message, "field": field, **extra}
     else:
         body = {"error": message, "field": field, "details": details, **extra}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _not_json(error: Any) -> str:
@@ -68,10 +71,13 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, 422, f"{first['field']}: {first['message']}", first["field"], details)
 
 
-async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    """A domain error as JSON, or as a page on the page's own routes (an unknown job, no key)."""
     assert isinstance(exc, RerankError)
+    if pages.is_page(request):
+        return pages.error_page(request, exc)
     extra = {"job_id": exc.job_id} if isinstance(exc, WaitTimeout) else {}
-    return _error(request, exc.status_code, exc.message, exc.field, [], **extra)
+    return _error(request, exc.status_code, exc.message, exc.field, [], exc.headers(), **extra)
 
 
 # Seconds a client is told to wait when the database is unreachable (a restart takes about this long).
@@ -104,6 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API over `settings` (default: read from the environment); two apps of two Settings
     share nothing but the process."""
     settings = settings or Settings()
+    if not settings.auth:
+        log.warning(
+            "RERANK_AUTH=off: every request is trusted, no API key is asked for (single-user setups only)"
+        )
     app = FastAPI(
         title="rerankq",
         version="0.1.0",

@@ -1,5 +1,6 @@
-"""The periodic purge of finished jobs older than RERANK_RETENTION_DAYS, run by the API process
-(an hour apart; several API processes purging at once delete nothing twice)."""
+"""The periodic purge of finished jobs older than RERANK_RETENTION_DAYS and of Idempotency-Keys
+older than RERANK_IDEMPOTENCY_HOURS, run by the API process (an hour apart; several API processes
+purging at once delete nothing twice)."""
 
 import asyncio
 import logging
@@ -22,8 +23,9 @@ def purge(settings: Settings) -> None:
         with session_scope(settings.database_url) as session:
             if count := service.purge_expired(session, settings.retention_days):
                 log.info("deleted %d job(s) finished over %g days ago", count, settings.retention_days)
-    except Exception:  # a database that is down or not migrated yet: try again next time
-        log.exception("purging expired jobs failed")
+            service.purge_idempotency_keys(session, settings.idempotency_hours)
+    except Exception as error:  # a database that is down or not migrated yet: try again next time
+        log.warning("purging expired jobs and keys failed: %s: %s", type(error).__name__, error)
 
 
 async def _purge_forever(settings: Settings) -> None:
@@ -33,13 +35,12 @@ async def _purge_forever(settings: Settings) -> None:
 
 
 def retention(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: purge at start and then hourly, when a retention is set."""
+    """The app's lifespan: purge at start and then hourly."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_purge_forever(settings)) if settings.retention_days > 0 else None
+        task = asyncio.create_task(_purge_forever(settings))
         yield
-        if task is not None:
-            task.cancel()
+        task.cancel()
 
     return lifespan

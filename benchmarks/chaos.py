@@ -26,7 +26,7 @@ import psycopg
 from benchmarks.common import ROOT, make_pairs, random_model
 from benchmarks.killable import PostgresServer, RedisServer, free_port
 from benchmarks.pipeline import job_body
-from benchmarks.services import RERANKQ
+from benchmarks.services import RERANKQ, admin_headers
 
 
 @dataclass
@@ -47,7 +47,8 @@ class Cluster:
         self._spawn("reconciler", ["reconcile"])
         for i in range(self.workers):
             self._spawn(f"worker{i}", ["worker", "--device", "cpu"])
-        client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        headers = admin_headers(self.env)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30, headers=headers)
         while True:
             try:
                 if len(client.get("/healthz").json()["workers"]) >= self.workers:

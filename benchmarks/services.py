@@ -34,6 +34,14 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def admin_headers(env: dict[str, str]) -> dict[str, str]:
+    """A new admin key on the benchmark's database (`rerankq keys create`), as request headers."""
+    created = subprocess.run(
+        [*RERANKQ, "keys", "create", "--tenant", "bench", "--admin"], env=env, check=True, capture_output=True
+    )
+    return {"Authorization": f"Bearer {created.stdout.decode().strip().splitlines()[-1]}"}
+
+
 @contextmanager
 def services(
     env: dict[str, str], workers: int, worker_threads: int, device: str = "cpu"
@@ -58,7 +66,7 @@ def services(
             )
         )
     try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, headers=admin_headers(env))
         deadline = time.monotonic() + 120
         while not all(" ready." in (logs / f"worker{i}.log").read_text() for i in range(workers)):
             if time.monotonic() > deadline:

@@ -5,20 +5,19 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from worker.config import Settings, get_settings, parse_device
-from worker.db import database_problem
+from worker.cli_support import JOB_EXIT, REFUSED, fail, plainly, read_settings
+from worker.config import parse_device
 from worker.errors import RerankError
 from worker.export import check_output
+from worker.keys_cli import keys_app
 from worker.spec import JobOptions
 
 app = typer.Typer(
@@ -30,40 +29,10 @@ log = logging.getLogger("rerankq")
 
 ApiUrl = Annotated[str, typer.Option(envvar="RERANK_API_URL", help="Base URL of the rerankq API.")]
 DEFAULT_API = "http://127.0.0.1:8000"
-
-
-# Exit codes (README, CLI): 0 done; 1 the API refused the request; 2 bad input, configuration,
-# or a service that cannot be reached; a job that ran but did not complete: 3 failed, 4 cancelled.
-REFUSED, UNUSABLE = 1, 2
-JOB_EXIT = {"completed": 0, "failed": 3, "cancelled": 4}
-
-
-def fail(message: str, code: int = UNUSABLE) -> NoReturn:
-    """One plain line on stderr and a non-zero exit: what a person needs, no traceback."""
-    first = message.strip().splitlines()[0] if message.strip() else "failed"
-    typer.echo(f"rerankq: {first}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    """The environment's Settings; a bad RERANK_ variable is one line naming it."""
-    try:
-        return get_settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        fail(f"RERANK_{str(first['loc'][0]).upper()}: {first['msg']}")
-
-
-@contextmanager
-def plainly(settings: Settings) -> Iterator[None]:
-    """What a person can fix, as one line: a bad file, a model or device that cannot be loaded, a
-    database that cannot be reached or has no schema."""
-    try:
-        yield
-    except RerankError as error:
-        fail(error.message)
-    except SQLAlchemyError as error:
-        fail(database_problem(settings.database_url, error))
+ApiKey = Annotated[
+    str | None,
+    typer.Option(envvar="RERANK_API_KEY", help="API key (`rerankq keys create`).", show_default=False),
+]
 
 
 def _logging(level: str) -> None:
@@ -76,7 +45,7 @@ def migrate() -> None:
     from worker.db import shown
     from worker.migrate import upgrade
 
-    settings = _settings()
+    settings = read_settings()
     with plainly(settings):
         upgrade(settings.database_url)
     typer.echo(f"database {shown(settings.database_url)} is at the newest schema")
@@ -105,7 +74,7 @@ def worker(
     """Run a Celery worker: one process, one model, loaded once before the first task. It takes
     plan tasks from the queue and batches of jobs made for its model from that model's queue. It
     refuses to start on a database without the newest schema (it would take tasks it cannot store)."""
-    settings = _settings()
+    settings = read_settings()
     if device:
         try:
             settings = settings.model_copy(update={"device": parse_device(device)})
@@ -126,7 +95,7 @@ def worker(
 def reconcile(once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False) -> None:
     """Repair what lost messages, killed workers and outages leave behind, every
     RERANK_RECONCILE_SECONDS: lapsed leases, lost messages, unreleased batches, unfinalized jobs."""
-    settings = _settings()
+    settings = read_settings()
     _logging("info")
     from worker.processes import reconcile_forever, reconcile_once
 
@@ -178,7 +147,13 @@ def _refused(response: httpx.Response) -> NoReturn:
     fail(f"error {response.status_code}: {message}", code=REFUSED)
 
 
-def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+def _auth(api_key: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Request headers with the API key as a bearer token, if one is given."""
+    return {**(headers or {}), **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+
+def _request(method: str, url: str, api_key: str | None, **kwargs: Any) -> dict[str, Any]:
+    kwargs["headers"] = _auth(api_key, kwargs.get("headers"))
     try:
         response = httpx.request(method, url, timeout=60, **kwargs)
     except httpx.TransportError as error:
@@ -194,10 +169,10 @@ def _request(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
     return body
 
 
-def _follow(api_url: str, job_id: str) -> dict[str, Any]:
+def _follow(api_url: str, job_id: str, api_key: str | None) -> dict[str, Any]:
     """Poll a job, with a progress bar, until it finishes; rate and ETA are the API's (the last
     minute's pace), not tqdm's own guess from the polls."""
-    job = _request("GET", f"{api_url}/v1/jobs/{job_id}")
+    job = _request("GET", f"{api_url}/v1/jobs/{job_id}", api_key)
     bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {unit}s [{elapsed}{postfix}]"  # no tqdm rate/ETA
     with tqdm(total=job["progress"]["total"], unit="pair", desc=job_id[:8], bar_format=bar_format) as bar:
         while True:
@@ -209,13 +184,14 @@ def _follow(api_url: str, job_id: str) -> dict[str, Any]:
             if job["status"] in ("completed", "failed", "cancelled"):
                 return job
             time.sleep(1)
-            job = _request("GET", f"{api_url}/v1/jobs/{job_id}")
+            job = _request("GET", f"{api_url}/v1/jobs/{job_id}", api_key)
 
 
 @app.command()
 def submit(
     file: ExistingFile,
     api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
     wait: Annotated[bool, typer.Option(help="Show progress until the job finishes.")] = False,
     threshold: Threshold = None,
     top_k: TopK = None,
@@ -233,10 +209,12 @@ def submit(
         "options": options.model_dump_json(exclude_unset=True),
         **({"priority": priority} if priority else {}),
     }
-    job = _request("POST", f"{api_url}/v1/jobs", content=_blocks(file), headers=NDJSON, params=params)
+    job = _request(
+        "POST", f"{api_url}/v1/jobs", api_key, content=_blocks(file), headers=NDJSON, params=params
+    )
     typer.echo(job["id"])
     if wait:
-        job = _follow(api_url, job["id"])
+        job = _follow(api_url, job["id"], api_key)
         _outcome(job)
 
 
@@ -253,12 +231,13 @@ def upload_collection(
     file: ExistingFile,
     name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
     api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
 ) -> None:
     """Upload a knowledge base (JSONL: {"id", "text", "metadata"?} per line), streamed; prints the
     collection as JSON (its id, counts and the lines that were rejected)."""
     params = {"name": name} if name else {}
     collection = _request(
-        "POST", f"{api_url}/v1/collections", content=_blocks(file), headers=NDJSON, params=params
+        "POST", f"{api_url}/v1/collections", api_key, content=_blocks(file), headers=NDJSON, params=params
     )
     typer.echo(json.dumps(collection, indent=2))
 
@@ -271,9 +250,9 @@ def _blocks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
 
 
 @app.command()
-def status(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+def status(job_id: str, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
     """Print a job's status and progress as JSON."""
-    typer.echo(json.dumps(_request("GET", f"{api_url}/v1/jobs/{job_id}"), indent=2))
+    typer.echo(json.dumps(_request("GET", f"{api_url}/v1/jobs/{job_id}", api_key), indent=2))
 
 
 @app.command()
@@ -283,10 +262,11 @@ def jobs(
     ] = None,
     limit: int = 50,
     api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
 ) -> None:
     """List jobs, newest first: id, status, pairs done of total, when it was submitted."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    for job in _request("GET", f"{api_url}/v1/jobs", params=params)["jobs"]:
+    for job in _request("GET", f"{api_url}/v1/jobs", api_key, params=params)["jobs"]:
         progress = job["progress"]
         typer.echo(
             f"{job['id']}  {job['status']:<9}  {progress['done']}/{progress['total']}  {job['created_at']}"
@@ -294,23 +274,23 @@ def jobs(
 
 
 @app.command()
-def cancel(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+def cancel(job_id: str, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
     """Stop a job; what was scored stays, ranked, as its results."""
-    job = _request("POST", f"{api_url}/v1/jobs/{job_id}/cancel")
+    job = _request("POST", f"{api_url}/v1/jobs/{job_id}/cancel", api_key)
     typer.echo(f"job {job['id']} {job['status']}: {job['progress']['done']} pairs scored, kept")
 
 
 @app.command()
-def delete(job_id: str, api_url: ApiUrl = DEFAULT_API) -> None:
+def delete(job_id: str, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
     """Delete a finished job with its results (cancel a running one first)."""
-    _request("DELETE", f"{api_url}/v1/jobs/{job_id}")
+    _request("DELETE", f"{api_url}/v1/jobs/{job_id}", api_key)
     typer.echo(f"job {job_id} deleted")
 
 
 @app.command()
-def collections(api_url: ApiUrl = DEFAULT_API) -> None:
+def collections(api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
     """List collections, newest first: id, documents, rejected lines, name."""
-    for found in _request("GET", f"{api_url}/v1/collections")["collections"]:
+    for found in _request("GET", f"{api_url}/v1/collections", api_key)["collections"]:
         counts = f"{found['documents']} documents  {found['error_count']} rejected"
         typer.echo(f"{found['id']}  {counts}  {found['name'] or ''}")
 
@@ -320,6 +300,7 @@ def results(
     job_id: str,
     output: Annotated[Path, typer.Option("--output", "-o", help=OUTPUT_HELP)],
     api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
 ) -> None:
     """Download every ranked result of a finished job, streamed: memory stays flat for any size."""
     from worker.export import write_results
@@ -327,7 +308,7 @@ def results(
     _checked(output)
     url = f"{api_url}/v1/jobs/{job_id}/results.jsonl"
     try:
-        with httpx.stream("GET", url, timeout=60) as response:
+        with httpx.stream("GET", url, headers=_auth(api_key), timeout=60) as response:
             if response.status_code >= 400:
                 response.read()
                 _refused(response)
@@ -355,7 +336,7 @@ def run(
     from worker.embedded import run_file
 
     _logging("warning")
-    settings = _settings()
+    settings = read_settings()
     options = _options(threshold, top_k, max_length, chunking, clean_html)
     _checked(output)
     with plainly(settings):
@@ -384,6 +365,8 @@ def build_test_model(
     build_random_reranker(path, shape)
     typer.echo(f"random-weight {shape} reranker written to {path}")
 
+
+app.add_typer(keys_app, name="keys")
 
 if __name__ == "__main__":
     app()

@@ -9,34 +9,38 @@ from sqlalchemy.orm import Session
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.models import Collection, CollectionDocument, Job, Query
 from worker.spec import CollectionJobSpec, CollectionQuerySpec
+from worker.tenancy import TRUSTED, Caller
 
 
-def get(session: Session, collection_id: str) -> Collection:
+def get(session: Session, collection_id: str, caller: Caller = TRUSTED) -> Collection:
+    """A collection `caller` may see; another tenant's is as missing as one that never existed
+    (also when a job names it)."""
     collection = session.get(Collection, collection_id)
-    if collection is None:
+    if collection is None or not caller.sees(collection.tenant):
         raise NotFound(f"no collection with id {collection_id!r}", field="collection")
     return collection
 
 
-def newest(session: Session, limit: int) -> Sequence[Collection]:
-    return session.scalars(select(Collection).order_by(Collection.created_at.desc()).limit(limit)).all()
+def newest(session: Session, limit: int, caller: Caller) -> Sequence[Collection]:
+    stmt = caller.visible(select(Collection), Collection.tenant)
+    return session.scalars(stmt.order_by(Collection.created_at.desc()).limit(limit)).all()
 
 
 def documents_page(
-    session: Session, collection_id: str, after: str | None, limit: int
+    session: Session, collection_id: str, after: str | None, limit: int, caller: Caller
 ) -> list[CollectionDocument]:
     """A collection's documents by id, after the id `after`: the (collection, id) unique index
     walks them, so a page costs the same at any depth."""
-    get(session, collection_id)
+    get(session, collection_id, caller)
     stmt = select(CollectionDocument).where(CollectionDocument.collection_id == collection_id)
     if after is not None:
         stmt = stmt.where(CollectionDocument.client_id > after)
     return list(session.scalars(stmt.order_by(CollectionDocument.client_id).limit(limit)))
 
 
-def remove(session: Session, collection_id: str) -> None:
+def remove(session: Session, collection_id: str, caller: Caller) -> None:
     """Delete a collection no job refers to (a job's results point at its documents)."""
-    get(session, collection_id)
+    get(session, collection_id, caller)
     jobs = session.scalar(select(func.count()).select_from(Job).where(Job.collection_id == collection_id))
     if jobs:
         raise Conflict(f"collection {collection_id} is used by {jobs} job(s)", field="collection")
@@ -45,10 +49,10 @@ def remove(session: Session, collection_id: str) -> None:
     session.commit()
 
 
-def pair_count(session: Session, spec: CollectionJobSpec) -> int:
-    """How many pairs a collection job has; unknown collection or document ids are errors that
-    name the query."""
-    collection = get(session, spec.collection)
+def pair_count(session: Session, spec: CollectionJobSpec, caller: Caller) -> int:
+    """How many pairs a collection job of `caller` has; unknown collection or document ids are
+    errors that name the query."""
+    collection = get(session, spec.collection, caller)
     total = 0
     for index, query in enumerate(spec.queries):
         if query.document_ids is None:

@@ -49,8 +49,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="Largest JSON body and JSONL line (413 above)."
     )
-    job_queued_batches: int = Field(
-        8, ge=1, description="Batches of one job on the queue at once: jobs take turns."
+    tenant_queued_batches: int = Field(
+        8,
+        ge=1,
+        description="Batches of one tenant (per model and priority) on the queue at once: tenants take"
+        " turns, and a tenant's jobs take turns within its share.",
     )
     low_priority_pairs: int = Field(
         100_000, ge=1, description="Jobs over this many pairs default to low priority."
@@ -92,6 +95,17 @@ class Settings(BaseSettings):
     )
     database_retry_seconds: float = Field(
         600, gt=0, description="How long a worker retries a batch while the database is unreachable."
+    )
+
+    auth: bool = Field(True, description="Require an API key (off: a trusted single-user setup).")
+    tenant_max_queued_pairs: int = Field(
+        5_000_000, ge=0, description="Unfinished pairs one tenant may have queued (429 above; 0: no limit)."
+    )
+    tenant_requests_per_minute: int = Field(
+        3000, ge=0, description="Requests one tenant may make per minute (429 above; 0: no limit)."
+    )
+    idempotency_hours: float = Field(
+        24, gt=0, description="How long an Idempotency-Key is remembered (a retry gets the same object)."
     )
 
     retention_days: float = Field(

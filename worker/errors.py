@@ -23,6 +23,39 @@ class RerankError(Exception):
         self.message = message
         self.field = field
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body (none by default)."""
+        return {}
+
+
+class Unauthenticated(RerankError):
+    """No API key, or one that is unknown or revoked: say how to send one."""
+
+    status_code = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="rerankq"'}
+
+
+class Forbidden(RerankError):
+    """A valid key asking for what only an admin key may do (never for another tenant's object:
+    that is a NotFound, so a key learns nothing of what it cannot see)."""
+
+    status_code = 403
+
+
+class TooManyRequests(RerankError):
+    """A tenant's quota (queued pairs, requests per minute) is spent; retry after `retry_after` s."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class NotFound(RerankError):
     status_code = 404

@@ -1,15 +1,20 @@
 """The one way a job is created, whatever brought it (a JSON body, a streamed JSONL upload, queries
 over a collection): its row first, then its queries, then its pair total and priority, resolved
-once when the last query is in."""
+once when the last query is in; then the tenant's quota and the request's Idempotency-Key."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from worker import collection, store
+from worker import collection, idempotency, quotas, store
 from worker.config import Settings
+from worker.errors import Conflict
+from worker.idempotency import Fingerprint, RequestKey
 from worker.lifecycle import Priority
 from worker.spec import CollectionQuerySpec, JobOptions, QuerySpec
+from worker.tenancy import TRUSTED, Caller
 
 
 def resolve_priority(asked: Priority | None, pairs: int, low_priority_pairs: int) -> Priority:
@@ -19,9 +24,18 @@ def resolve_priority(asked: Priority | None, pairs: int, low_priority_pairs: int
     return Priority.low if pairs > low_priority_pairs else Priority.normal
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A job as `NewJob.finish` left it: its id, and whether it is an earlier request's job handed
+    back for a repeated Idempotency-Key (nothing new was stored)."""
+
+    job_id: str
+    replayed: bool = False
+
+
 class NewJob:
-    """A queued job being stored in the caller's transaction; nothing is committed before `finish`,
-    so a job rejected half-way leaves no trace."""
+    """A queued job of `caller`'s tenant being stored in the caller's transaction; nothing is
+    committed before `finish`, so a job rejected half-way leaves no trace."""
 
     def __init__(
         self,
@@ -31,31 +45,67 @@ class NewJob:
         asked: Priority | None,
         collection_id: str | None = None,
         synchronous: bool = False,
+        caller: Caller = TRUSTED,
+        request_key: RequestKey | None = None,
     ) -> None:
         self.session = session
+        self.settings = settings
         self.asked = asked
-        self.low_priority_pairs = settings.low_priority_pairs
         self.queries = 0
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
-        self.job = store.new_job(session, settings.model, options, collection_id, synchronous)
+        self.job = store.new_job(session, settings.model, options, collection_id, synchronous, caller.tenant)
+        self.request_key = request_key
+        self.fingerprint = Fingerprint(options.model_dump_json(), str(asked), str(collection_id))
         session.flush()
 
     def add_queries(self, queries: Sequence[QuerySpec]) -> None:
         """Queries with their documents (all of a JSON body, or a block of an upload's lines)."""
+        self._fingerprint(queries)
         self.pairs += store.add_queries(self.session, self.job.id, queries, first=self.queries)
         self.queries += len(queries)
 
     def add_collection_queries(self, queries: Sequence[CollectionQuerySpec], pairs: int) -> None:
         """Queries over the job's collection, `pairs` of them in all (collection.pair_count); the
         pairs themselves are expanded in the database when the job is planned."""
+        self._fingerprint(queries)
         collection.add_queries(self.session, self.job.id, queries, first=self.queries)
         self.pairs += pairs
         self.queries += len(queries)
 
-    def finish(self) -> str:
-        """Resolve the pair total and the priority and commit; the job's id."""
+    def _fingerprint(self, queries: Sequence[QuerySpec | CollectionQuerySpec]) -> None:
+        if self.request_key is not None:
+            for query in queries:
+                self.fingerprint.add(query.model_dump_json())
+
+    def finish(self) -> Stored:
+        """Hand back the earlier job of a repeated Idempotency-Key (storing nothing); else check
+        the tenant's quota, resolve the pair total and the priority, and commit."""
+        if self.request_key is not None:
+            hours = self.settings.idempotency_hours
+            if earlier := idempotency.replayed(
+                self.session, self.request_key, self.fingerprint.hexdigest(), hours
+            ):
+                self.session.rollback()
+                return Stored(earlier, replayed=True)
+            idempotency.remember(self.session, self.request_key, self.fingerprint.hexdigest(), self.job.id)
+        quotas.check_queued_pairs(
+            self.session, self.job.tenant, self.pairs, self.settings.tenant_max_queued_pairs
+        )
         self.job.total_pairs = self.pairs
-        self.job.priority = resolve_priority(self.asked, self.pairs, self.low_priority_pairs)
-        self.session.commit()
-        return self.job.id
+        self.job.priority = resolve_priority(self.asked, self.pairs, self.settings.low_priority_pairs)
+        commit(self.session)
+        return Stored(self.job.id)
+
+
+def commit(session: Session) -> None:
+    """Commit; a concurrent request that took the same Idempotency-Key first is a 409 (retried,
+    it gets that request's object)."""
+    try:
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise Conflict(
+            f"another request with this {idempotency.HEADER} is being processed; retry it shortly",
+            field=idempotency.HEADER,
+        ) from error

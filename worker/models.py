@@ -47,6 +47,8 @@ class Collection(Base):
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # the first ones, by line
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The tenant of the key that uploaded it (null: uploaded with RERANK_AUTH=off).
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class CollectionDocument(Base):
@@ -86,6 +88,8 @@ class Job(Base):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     webhook_error: Mapped[str | None] = mapped_column(Text)
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The tenant of the key that submitted it (null: submitted with RERANK_AUTH=off, or by `rerankq run`).
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class Query(Base):
@@ -173,3 +177,32 @@ class Result(Base):
     best_end: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # [[start, end, raw_score], ...] of every window, kept only for documents of several windows.
     windows: Mapped[list[list[float]] | None] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """A client's key: only its SHA-256 is stored (the key itself is shown once, at creation)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(255), index=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key a tenant sent with a POST, the fingerprint of that request's body and
+    what it created: a retry of the same request gets that object back."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant", "route", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(255))  # "" with RERANK_AUTH=off
+    route: Mapped[str] = mapped_column(String(32))  # jobs | collections
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import leases, metrics, store
+from worker import leases, metrics, store, turns
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
@@ -26,8 +26,9 @@ LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics
 
 @dataclass(frozen=True)
 class Limits:
-    """What one job may take: pairs per batch, batches on the queue at once, deliveries of a batch,
-    windows read per document, seconds a claim on a batch lasts without renewal."""
+    """What one job may take: pairs per batch, batches of its tenant's share on the queue at once
+    (worker.turns), deliveries of a batch, windows read per document, seconds a claim on a batch
+    lasts without renewal."""
 
     task_pairs: int
     queued_batches: int
@@ -39,7 +40,7 @@ class Limits:
     def from_settings(cls, settings: Settings) -> "Limits":
         return cls(
             settings.task_pairs,
-            settings.job_queued_batches,
+            settings.tenant_queued_batches,
             settings.max_attempts,
             settings.max_windows,
             settings.lease_seconds,
@@ -61,7 +62,7 @@ class Followups:
 
 def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
-    (the first `limits.queued_batches`; each scored batch releases the next). The job's row is
+    (up to its tenant's `limits.queued_batches`; each scored batch releases the next). The job's row is
     locked first: a second plan task (the reconciler's re-send) finds it locked and leaves at once."""
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
@@ -79,7 +80,7 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
-        batches = store.open_batches(session, job_id) + store.release_batches(
+        batches = store.open_batches(session, job_id) + turns.release_batches(
             session, job_id, limits.queued_batches
         )
     session.commit()
@@ -120,12 +121,11 @@ def score_batch(
 
 
 def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
+    """The batches this one's end releases (of its job, or of another job of its tenant's share:
+    also when its job is done or cancelled) and the job to finalize if this was its last."""
     job = store.get_job(session, job_id)
-    if _all_scored(session, job_id):
-        return Followups([], job_id, job.model)
-    running = job.status == JobStatus.running
-    released = store.release_batches(session, job_id, limits.queued_batches) if running else []
-    return Followups(released, None, job.model)
+    finalize = job_id if _all_scored(session, job_id) else None
+    return Followups(turns.release_batches(session, job_id, limits.queued_batches), finalize, job.model)
 
 
 def _score(

@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker import leases, pipeline, store
+from worker import leases, pipeline, turns
 from worker.lifecycle import BatchStatus, JobStatus, Priority
 from worker.models import Batch, Job
 from worker.pipeline import Limits
@@ -57,7 +57,7 @@ def reconcile(session: Session, limits: Limits, doorbell: Doorbell) -> Reconcile
             pipeline.finalize_job(session, job_id)
             done.finalized.append(job_id)
         else:
-            done.released += store.release_batches(session, job_id, limits.queued_batches)
+            done.released += turns.release_batches(session, job_id, limits.queued_batches)
         session.commit()
     _ring_again(session, doorbell, done)
     if done:

@@ -4,18 +4,21 @@ and export its results."""
 import base64
 import binascii
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, store
+from worker import collection, heartbeats, idempotency, store
 from worker.config import Settings
 from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
-from worker.jobs import NewJob
+from worker.idempotency import RequestKey
+from worker.jobs import NewJob, Stored
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
 from worker.spec import CollectionJobSpec, JobSpec
 from worker.stalls import StallCheck
+from worker.tenancy import TRUSTED, Caller
 from worker.views import (
     BatchError,
     CollectionOut,
@@ -31,24 +34,49 @@ from worker.views import (
 Enqueue = Callable[[str, Priority], None]
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A submitted job, and whether it is the one an earlier request with the same
+    Idempotency-Key created (200, not 202)."""
+
+    job: JobOut
+    replayed: bool
+
+
+def accept_job(
+    session: Session,
+    spec: JobSpec | CollectionJobSpec,
+    settings: Settings,
+    enqueue: Enqueue | None = None,
+    synchronous: bool = False,
+    caller: Caller = TRUSTED,
+    request_key: RequestKey | None = None,
+) -> Accepted:
+    """Store a job of `caller`'s tenant (its documents, or its queries over a collection it may
+    see) and hand it to the queue; `synchronous` marks a job a client waits on (the rerank routes)."""
+    if isinstance(spec, CollectionJobSpec):
+        pairs = collection.pair_count(session, spec, caller)  # checked before anything is stored
+        job = NewJob(
+            session, settings, spec.options, spec.priority, spec.collection, False, caller, request_key
+        )
+        job.add_collection_queries(spec.queries, pairs)
+    else:
+        _check_lengths(spec, settings.max_document_chars)
+        job = NewJob(session, settings, spec.options, spec.priority, None, synchronous, caller, request_key)
+        job.add_queries(spec.queries)
+    return start_job(session, job.finish(), enqueue)
+
+
 def submit_job(
     session: Session,
     spec: JobSpec | CollectionJobSpec,
     settings: Settings,
     enqueue: Enqueue | None = None,
     synchronous: bool = False,
+    caller: Caller = TRUSTED,
 ) -> JobOut:
-    """Store a job (its documents, or its queries over a collection) and hand it to the queue;
-    `synchronous` marks a job a client waits on (the rerank routes)."""
-    if isinstance(spec, CollectionJobSpec):
-        pairs = collection.pair_count(session, spec)  # checked before anything is stored
-        job = NewJob(session, settings, spec.options, spec.priority, spec.collection)
-        job.add_collection_queries(spec.queries, pairs)
-    else:
-        _check_lengths(spec, settings.max_document_chars)
-        job = NewJob(session, settings, spec.options, spec.priority, synchronous=synchronous)
-        job.add_queries(spec.queries)
-    return start_job(session, job.finish(), enqueue)
+    """accept_job without an Idempotency-Key: the new job."""
+    return accept_job(session, spec, settings, enqueue, synchronous, caller).job
 
 
 def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
@@ -58,9 +86,12 @@ def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
             raise InvalidInput(f"queries.{index}.{field}: {why}", field=f"queries.{index}.{field}")
 
 
-def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:
-    """Put a stored job on the queue; if the queue is unreachable the job is marked failed."""
-    job = store.get_job(session, job_id)
+def start_job(session: Session, stored: Stored, enqueue: Enqueue | None) -> Accepted:
+    """Put a stored job on the queue (a replayed one is there already); if the queue is
+    unreachable the job is marked failed."""
+    job = store.get_job(session, stored.job_id)
+    if stored.replayed:
+        return Accepted(job_view(session, job), replayed=True)
     if enqueue is not None:
         try:
             enqueue(job.id, Priority(job.priority))
@@ -70,27 +101,36 @@ def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:
             raise Unavailable(
                 f"the job queue is unreachable ({error}); job {job.id} was not started"
             ) from error
-    return job_view(session, store.get_job(session, job.id))
+    return Accepted(job_view(session, store.get_job(session, job.id)), replayed=False)
 
 
-def job_status(session: Session, job_id: str, stalls: StallCheck | None = None) -> JobOut:
-    """A job; with `stalls`, also whether and why it stalled."""
-    return job_view(session, store.get_job(session, job_id), stalls)
+def job_status(
+    session: Session, job_id: str, stalls: StallCheck | None = None, caller: Caller = TRUSTED
+) -> JobOut:
+    """A job `caller` may see; with `stalls`, also whether and why it stalled."""
+    return job_view(session, store.get_job(session, job_id, caller), stalls)
 
 
 def list_jobs(
-    session: Session, status: JobStatus | None, limit: int, stalls: StallCheck | None = None
+    session: Session,
+    status: JobStatus | None,
+    limit: int,
+    stalls: StallCheck | None = None,
+    caller: Caller = TRUSTED,
 ) -> list[JobOut]:
-    return [job_view(session, job, stalls) for job in store.list_jobs(session, status, limit)]
+    """The jobs `caller` may see, newest first."""
+    return [job_view(session, job, stalls) for job in store.list_jobs(session, status, limit, caller)]
 
 
 Finished = Callable[[str, bool], None]  # (job id, whether it has a webhook to deliver)
 
 
-def cancel_job(session: Session, job_id: str, on_finished: Finished | None = None) -> JobOut:
+def cancel_job(
+    session: Session, job_id: str, on_finished: Finished | None = None, caller: Caller = TRUSTED
+) -> JobOut:
     """Stop a queued or running job; what was scored so far stays, ranked, as its results.
     `on_finished` learns of it once committed (webhook, waiting clients)."""
-    job = store.get_job(session, job_id)
+    job = store.get_job(session, job_id, caller)
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
     store.cancel_batches(session, job_id)
@@ -101,32 +141,46 @@ def cancel_job(session: Session, job_id: str, on_finished: Finished | None = Non
     return job_view(session, store.get_job(session, job_id))
 
 
-def batch_errors(session: Session, job_id: str, limit: int) -> list[BatchError]:
+def batch_errors(session: Session, job_id: str, limit: int, caller: Caller = TRUSTED) -> list[BatchError]:
     """A job's failed batches with their errors (the job's own error names the first)."""
-    store.get_job(session, job_id)
+    store.get_job(session, job_id, caller)
     return [BatchError.from_row(batch) for batch in store.batch_errors(session, job_id, limit)]
 
 
-def list_collections(session: Session, limit: int) -> list[CollectionOut]:
-    return [CollectionOut.from_row(row) for row in collection.newest(session, limit)]
+def list_collections(session: Session, limit: int, caller: Caller = TRUSTED) -> list[CollectionOut]:
+    """The collections `caller` may see, newest first."""
+    return [CollectionOut.from_row(row) for row in collection.newest(session, limit, caller)]
+
+
+def get_collection(session: Session, collection_id: str, caller: Caller = TRUSTED) -> CollectionOut:
+    return CollectionOut.from_row(collection.get(session, collection_id, caller))
+
+
+def delete_collection(session: Session, collection_id: str, caller: Caller = TRUSTED) -> None:
+    collection.remove(session, collection_id, caller)
 
 
 def collection_documents(
-    session: Session, collection_id: str, cursor: str | None, limit: int
+    session: Session, collection_id: str, cursor: str | None, limit: int, caller: Caller = TRUSTED
 ) -> DocumentsPage:
     """A page of a collection's documents as uploaded (text and metadata), by id."""
-    rows = collection.documents_page(session, collection_id, cursor, limit + 1)
+    rows = collection.documents_page(session, collection_id, cursor, limit + 1, caller)
     last = rows[limit - 1].client_id if len(rows) > limit else None
     return DocumentsPage(documents=[DocumentOut.from_row(row) for row in rows[:limit]], next_cursor=last)
 
 
-def delete_job(session: Session, job_id: str) -> None:
+def delete_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> None:
     """Delete a finished job with its results (a queued or running one must be cancelled first)."""
-    job = store.get_job(session, job_id)
+    job = store.get_job(session, job_id, caller)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}: cancel it first", field="status")
     store.delete_job(session, job_id)
     session.commit()
+
+
+def purge_idempotency_keys(session: Session, hours: float) -> int:
+    """Forget Idempotency-Keys older than `hours`; how many."""
+    return idempotency.purge_expired(session, hours)
 
 
 def purge_expired(session: Session, retention_days: float) -> int:
@@ -193,10 +247,11 @@ def results_page(
     limit: int = 100,
     cursor: str | None = None,
     include_chunks: bool = False,
+    caller: Caller = TRUSTED,
 ) -> ResultsPage:
     """One page of ranked results (by query, then rank) and the cursor of the next page, if any;
     `include_chunks` adds every window's span and raw score."""
-    options = _finished_job(session, job_id, query_id).options
+    options = _finished_job(session, job_id, query_id, caller).options
     after = _decode_cursor(cursor) if cursor else None
     rows = store.results_page(session, job_id, query_id, options.top_k, after, limit + 1)
     last = rows[limit - 1] if len(rows) > limit else None
@@ -206,14 +261,20 @@ def results_page(
     )
 
 
-def job_queries(session: Session, job_id: str, limit: int, query_id: str | None = None) -> list[QueryOut]:
+def job_queries(
+    session: Session, job_id: str, limit: int, query_id: str | None = None, caller: Caller = TRUSTED
+) -> list[QueryOut]:
     """A job's first `limit` queries (or its query `query_id`) with their texts, in submission order."""
+    store.get_job(session, job_id, caller)
     rows = store.query_texts(session, job_id, limit, query_id)
     return [QueryOut(id=client_id, text=text) for client_id, text in rows]
 
 
-def document_texts(session: Session, job_id: str, query_id: str, document_ids: list[str]) -> dict[str, str]:
+def document_texts(
+    session: Session, job_id: str, query_id: str, document_ids: list[str], caller: Caller = TRUSTED
+) -> dict[str, str]:
     """The whole texts of some of a query's documents (results carry only the winning window's)."""
+    store.get_job(session, job_id, caller)
     return store.document_texts(session, job_id, query_id, document_ids)
 
 
@@ -223,11 +284,15 @@ EXPORT_PAGE = 2000
 
 
 def export_pages(
-    session: Session, job_id: str, query_id: str | None = None, page_size: int = EXPORT_PAGE
+    session: Session,
+    job_id: str,
+    query_id: str | None = None,
+    page_size: int = EXPORT_PAGE,
+    caller: Caller = TRUSTED,
 ) -> Iterator[list[ResultOut]]:
     """Every ranked result of a finished job (the paged API's rows without per-window lists), a
     keyset page at a time. The checks run now, so a 404 or 409 is raised before anything streams."""
-    options = _finished_job(session, job_id, query_id).options
+    options = _finished_job(session, job_id, query_id, caller).options
 
     def pages() -> Iterator[list[ResultOut]]:
         after: tuple[int, int] | None = None
@@ -242,9 +307,10 @@ def export_pages(
     return pages()
 
 
-def _finished_job(session: Session, job_id: str, query_id: str | None) -> JobOut:
-    """The job whose results are asked for: it exists, has finished, and has `query_id` if given."""
-    job = job_status(session, job_id)
+def _finished_job(session: Session, job_id: str, query_id: str | None, caller: Caller) -> JobOut:
+    """The job whose results are asked for: `caller` may see it, it has finished, and it has
+    `query_id` if given."""
+    job = job_status(session, job_id, caller=caller)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}; results are ready when it finishes", field="status")
     if query_id is not None and not store.has_query(session, job_id, query_id):

@@ -26,14 +26,22 @@ from worker.lifecycle import (
 )
 from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
 from worker.spec import JobOptions, QuerySpec
+from worker.tenancy import TRUSTED, Caller
 from worker.views import RankedRow
 
 
 def new_job(
-    session: Session, model: str, options: JobOptions, collection_id: str | None, synchronous: bool = False
+    session: Session,
+    model: str,
+    options: JobOptions,
+    collection_id: str | None,
+    synchronous: bool = False,
+    tenant: str | None = None,
 ) -> Job:
-    """A queued job row; its queries, pair total and priority are added by worker.jobs.NewJob."""
+    """A queued job row of `tenant`; its queries, pair total and priority are added by
+    worker.jobs.NewJob."""
     job = Job(
+        tenant=tenant,
         synchronous=synchronous,
         id=uuid4().hex,
         status=JobStatus.queued,
@@ -73,9 +81,10 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
     return len(rows)
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> Job:
+    """A job `caller` may see; another tenant's is as missing as one that never existed."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not caller.sees(job.tenant):
         raise NotFound(f"no job with id {job_id!r}", field="id")
     return job
 
@@ -107,9 +116,9 @@ def try_lock_job(session: Session, job_id: str) -> bool:
     return session.execute(stmt).first() is not None
 
 
-def list_jobs(session: Session, status: JobStatus | None, limit: int) -> Sequence[Job]:
-    """Newest first."""
-    stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+def list_jobs(session: Session, status: JobStatus | None, limit: int, caller: Caller) -> Sequence[Job]:
+    """The jobs `caller` may see, newest first."""
+    stmt = caller.visible(select(Job), Job.tenant).order_by(Job.created_at.desc()).limit(limit)
     if status is not None:
         stmt = stmt.where(Job.status == status)
     return session.scalars(stmt).all()
@@ -178,36 +187,12 @@ def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
     session.execute(_ASSIGN_BATCHES, params)
 
 
-def release_batches(session: Session, job_id: str, queued_batches: int) -> list[int]:
-    """Move pending batches to queued until `queued_batches` of the job's batches are on the queue; the
-    ids to enqueue. A job never floods the queue, so jobs submitted later get their turn."""
-    in_flight = session.scalar(
-        select(func.count()).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
-    )
-    wanted = queued_batches - (in_flight or 0)
-    if wanted <= 0:
-        return []
-    next_ids = (
-        select(Batch.id)
-        .where(Batch.job_id == job_id, Batch.status == BatchStatus.pending)
-        .order_by(Batch.number)
-        .limit(wanted)
-        .with_for_update(skip_locked=True)
-    )
-    # picked first, then updated: as a subquery of the UPDATE, PostgreSQL may re-run the LIMIT
-    # per row and release more than asked
-    picked = list(session.scalars(next_ids))
-    stmt = (
-        update(Batch)
-        .where(
-            Batch.id.in_(picked),
-            Batch.status == BatchStatus.pending,
-        )
-        .values(status=BatchStatus.queued, queued_at=utcnow())
-        .returning(Batch.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(session.scalars(stmt))
+def unfinished_pairs(session: Session, tenant: str | None) -> int:
+    """Pairs of `tenant`'s queued and running jobs not scored yet: what its quota counts."""
+    left = func.coalesce(func.sum(Job.total_pairs - Job.done_pairs - Job.failed_pairs), 0)
+    stmt = select(left).where(Job.status.in_((JobStatus.queued, JobStatus.running)))
+    stmt = stmt.where(Job.tenant.is_(None) if tenant is None else Job.tenant == tenant)
+    return int(session.execute(stmt).scalar_one())
 
 
 def open_batches(session: Session, job_id: str) -> list[int]:

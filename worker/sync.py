@@ -19,6 +19,7 @@ from worker.config import Settings
 from worker.errors import InvalidInput, JobFailed, Unavailable, WaitTimeout
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
+from worker.tenancy import Caller
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,11 @@ def check(request: SyncRequest, settings: Settings) -> None:
             )
 
 
-def submit(session: Session, request: SyncRequest, settings: Settings, enqueue: service.Enqueue) -> str:
-    """Store the request as a high-priority synchronous job and put it on the queue; its id."""
+def submit(
+    session: Session, request: SyncRequest, settings: Settings, enqueue: service.Enqueue, caller: Caller
+) -> str:
+    """Store the request as a high-priority synchronous job of `caller`'s tenant and put it on the
+    queue; its id."""
     check(request, settings)
     window = {} if request.max_length is None else {"max_length": request.max_length}
     options = JobOptions.model_validate({"chunking": {"enabled": request.chunking}, **window})
@@ -90,7 +94,7 @@ def submit(session: Session, request: SyncRequest, settings: Settings, enqueue: 
         options=options,
         priority=Priority.high,
     )
-    return service.submit_job(session, spec, settings, enqueue, synchronous=True).id
+    return service.submit_job(session, spec, settings, enqueue, synchronous=True, caller=caller).id
 
 
 def is_finished(session: Session, job_id: str) -> bool:
@@ -157,13 +161,13 @@ async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
 
 
 async def rerank(
-    session: Session, request: SyncRequest, settings: Settings, enqueue: service.Enqueue
+    session: Session, request: SyncRequest, settings: Settings, enqueue: service.Enqueue, caller: Caller
 ) -> Ranking:
     """Submit the request as a job, wait for it, and rank; WaitTimeout names the job when it is
     not done within RERANK_SYNC_TIMEOUT (it goes on, and its results can be fetched later)."""
     timeout = settings.sync_timeout
     async with watch_finished(settings.broker_url) as watch:
-        job_id = await asyncio.to_thread(submit, session, request, settings, enqueue)
+        job_id = await asyncio.to_thread(submit, session, request, settings, enqueue, caller)
         done = await watch.wait(job_id, timeout, lambda: asyncio.to_thread(is_finished, session, job_id))
     if not done:
         raise WaitTimeout(

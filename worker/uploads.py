@@ -9,12 +9,15 @@ from uuid import uuid4
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from worker import store
+from worker import collection, idempotency, store
+from worker.config import Settings
 from worker.errors import InvalidInput
+from worker.idempotency import Fingerprint, RequestKey
 from worker.jobfile import line_error
-from worker.jobs import NewJob
+from worker.jobs import NewJob, Stored, commit
 from worker.models import Collection, CollectionDocument
 from worker.spec import DocumentSpec, QuerySpec, too_long
+from worker.tenancy import TRUSTED, Caller
 from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
@@ -25,17 +28,31 @@ class CollectionUpload:
     """A collection being uploaded, a block of lines at a time: good lines are stored, bad ones
     are reported by line number and skipped; memory stays bounded by the block."""
 
-    def __init__(self, session: Session, name: str | None, max_document_chars: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        name: str | None,
+        settings: Settings,
+        caller: Caller = TRUSTED,
+        request_key: RequestKey | None = None,
+    ) -> None:
         self.session = session
-        self.max_document_chars = max_document_chars
-        self.collection = Collection(id=uuid4().hex, name=name, documents=0, error_count=0, errors=[])
+        self.settings = settings
+        self.max_document_chars = settings.max_document_chars
+        self.collection = Collection(
+            id=uuid4().hex, name=name, documents=0, error_count=0, errors=[], tenant=caller.tenant
+        )
         self.errors: list[LineError] = []
+        self.request_key = request_key
+        self.fingerprint = Fingerprint(str(name))
         session.add(self.collection)
         session.flush()
 
     def add(self, lines: Sequence[Line]) -> None:
         rows: dict[str, dict[str, Any]] = {}
         for number, raw in lines:
+            if self.request_key is not None:
+                self.fingerprint.add(raw)
             if not raw.strip():
                 continue
             try:
@@ -74,7 +91,15 @@ class CollectionUpload:
         if len(self.errors) < KEPT_ERRORS:
             self.errors.append(error)
 
-    def finish(self) -> CollectionOut:
+    def finish(self) -> tuple[CollectionOut, bool]:
+        """The collection stored, or (True) the one an earlier request with the same
+        Idempotency-Key stored: nothing new is kept."""
+        if self.request_key is not None:
+            fingerprint, hours = self.fingerprint.hexdigest(), self.settings.idempotency_hours
+            if earlier := idempotency.replayed(self.session, self.request_key, fingerprint, hours):
+                self.session.rollback()
+                return CollectionOut.from_row(collection.get(self.session, earlier)), True
+            idempotency.remember(self.session, self.request_key, fingerprint, self.collection.id)
         if not self.collection.documents:  # nothing kept: no empty collection is left behind
             first = f"; line {self.errors[0].line}: {self.errors[0].explain()}" if self.errors else ""
             raise InvalidInput(
@@ -82,8 +107,8 @@ class CollectionUpload:
                 field=self.errors[0].field if self.errors else "body",
             )
         self.collection.errors = [error.model_dump() for error in self.errors]
-        self.session.commit()
-        return CollectionOut.from_row(self.collection)
+        commit(self.session)
+        return CollectionOut.from_row(self.collection), False
 
 
 class JobUpload:
@@ -117,7 +142,7 @@ class JobUpload:
             queries.append(query)
         self.job.add_queries(queries)
 
-    def finish(self) -> str:
+    def finish(self) -> Stored:
         if not self.query_lines:
             raise InvalidInput("the job file has no queries", field="queries")
         return self.job.finish()

@@ -14,16 +14,18 @@ from sqlalchemy.orm import Session
 
 from api import deps
 from api.pages.cards import Card, cards
-from worker import collection, service
+from worker import service
 from worker.errors import RerankError
 from worker.lifecycle import FINISHED, Priority
-from worker.views import CollectionOut, JobOut, QueryOut
+from worker.tenancy import Caller
+from worker.views import JobOut, QueryOut
 
 HERE = Path(__file__).parents[1]
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 DbSession = Annotated[Session, Depends(deps.session)]
+# The caller comes from the page's cookie: the key entered at the top of every page.
 
 # Results per page: a job of any size never loads more than this at once.
 PAGE_SIZE = 50
@@ -39,22 +41,29 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> H
     return templates.TemplateResponse(request, name, {"presets": PRESETS, **context}, status_code=status)
 
 
-def _error(request: Request, error: RerankError) -> HTMLResponse:
-    """A page's own error (an unknown job, a bad cursor) as a page, not as JSON."""
-    return _render(
+def error_page(request: Request, error: RerankError) -> HTMLResponse:
+    """A page's error (an unknown job, a bad cursor, no API key yet) as a page, not as JSON."""
+    response = _render(
         request, "error.html", error.status_code, status_code=error.status_code, message=error.message
     )
+    response.headers.update(error.headers())
+    return response
+
+
+def is_page(request: Request) -> bool:
+    """Whether `request` was routed to one of the page's views (its errors are pages too)."""
+    return request.scope.get("endpoint") in PAGE_VIEWS
 
 
 @router.get("/", response_class=HTMLResponse)
-def submit_page(request: Request, session: DbSession) -> HTMLResponse:
-    collections = service.list_collections(session, PICKER_COLLECTIONS)
+def submit_page(request: Request, session: DbSession, caller: deps.CallerDep) -> HTMLResponse:
+    collections = service.list_collections(session, PICKER_COLLECTIONS, caller)
     return _render(request, "submit.html", priorities=list(Priority), collections=collections)
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, session: DbSession) -> HTMLResponse:
-    return _render(request, "jobs.html", jobs=service.list_jobs(session, None, 100))
+def jobs_page(request: Request, session: DbSession, caller: deps.CallerDep) -> HTMLResponse:
+    return _render(request, "jobs.html", jobs=service.list_jobs(session, None, 100, caller=caller))
 
 
 @dataclass(frozen=True)
@@ -67,16 +76,19 @@ class ResultsView:
     next_cursor: str | None
 
 
-def _results(session: Session, job: JobOut, query_id: str | None, cursor: str | None) -> ResultsView:
-    queries = service.job_queries(session, job.id, PICKER_QUERIES)
+def _results(
+    session: Session, job: JobOut, query_id: str | None, cursor: str | None, caller: Caller
+) -> ResultsView:
+    """The results view of a job `caller` was already found to see."""
+    queries = service.job_queries(session, job.id, PICKER_QUERIES, caller=caller)
     query_id = query_id or (queries[0].id if queries else None)
     if query_id is None:
         return ResultsView(queries, None, [], None)
-    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor)
+    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor, caller=caller)
     query = next((q for q in queries if q.id == query_id), None)
-    query = query or service.job_queries(session, job.id, 1, query_id)[0]  # one beyond the picker's
+    query = query or service.job_queries(session, job.id, 1, query_id, caller)[0]  # one beyond the picker's
     shown = [result.document_id for result in page.results]
-    texts = service.document_texts(session, job.id, query_id, shown) if shown else {}
+    texts = service.document_texts(session, job.id, query_id, shown, caller) if shown else {}
     return ResultsView(queries, query, cards(query.text, page.results, texts), page.next_cursor)
 
 
@@ -85,31 +97,31 @@ def job_page(
     request: Request,
     job_id: str,
     session: DbSession,
+    caller: deps.CallerDep,
     query_id: str | None = None,
     cursor: str | None = None,
     view: Annotated[str, Query(pattern="^(cards|table)$")] = "cards",
 ) -> HTMLResponse:
     """A job: live progress while it runs; once finished, a page of one query's ranked results."""
-    try:
-        job = service.job_status(session, job_id)
-        results = _results(session, job, query_id, cursor) if job.status in FINISHED else None
-    except RerankError as error:
-        return _error(request, error)
+    job = service.job_status(session, job_id, caller=caller)
+    results = _results(session, job, query_id, cursor, caller) if job.status in FINISHED else None
     return _render(
         request, "job.html", job=job, view=view, cursor=cursor, page_size=PAGE_SIZE, results=results
     )
 
 
 @router.get("/collections", response_class=HTMLResponse)
-def collections_page(request: Request, session: DbSession) -> HTMLResponse:
-    collections = service.list_collections(session, PICKER_COLLECTIONS)
+def collections_page(request: Request, session: DbSession, caller: deps.CallerDep) -> HTMLResponse:
+    collections = service.list_collections(session, PICKER_COLLECTIONS, caller)
     return _render(request, "collections.html", collections=collections)
 
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
-def collection_page(request: Request, collection_id: str, session: DbSession) -> HTMLResponse:
-    try:
-        found = CollectionOut.from_row(collection.get(session, collection_id))
-    except RerankError as error:
-        return _error(request, error)
+def collection_page(
+    request: Request, collection_id: str, session: DbSession, caller: deps.CallerDep
+) -> HTMLResponse:
+    found = service.get_collection(session, collection_id, caller)
     return _render(request, "collection.html", collection=found)
+
+
+PAGE_VIEWS = {submit_page, jobs_page, job_page, collections_page, collection_page}

@@ -29,23 +29,25 @@ SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
 COHERE_ROUTES = ("/v2/rerank", "/v1/rerank")
 errors: dict[int | str, dict[str, Any]] = {
     code: {"description": "{message, field} (TEI route: {error, field, details}); 504 adds job_id"}
-    for code in (422, 500, 503, 504)
+    for code in (401, 422, 429, 500, 503, 504)
 }
 
 
 class SyncRerank:
-    """What every rerank route needs: the database, the queue, the settings."""
+    """What every rerank route needs: the database, the queue, the settings, and the caller (the
+    Cohere SDK sends its key as `Authorization: Bearer`), whose tenant owns the job."""
 
     def __init__(
         self,
         session: Annotated[Session, Depends(deps.session)],
         settings: Annotated[Settings, Depends(deps.settings)],
         enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+        caller: deps.CallerDep,
     ) -> None:
-        self.session, self.settings, self.enqueue = session, settings, enqueue
+        self.session, self.settings, self.enqueue, self.caller = session, settings, enqueue, caller
 
     async def __call__(self, request: sync.SyncRequest) -> sync.Ranking:
-        return await sync.rerank(self.session, request, self.settings, self.enqueue)
+        return await sync.rerank(self.session, request, self.settings, self.enqueue, self.caller)
 
     def window(self, max_tokens_per_doc: int | None) -> int | None:
         """Cohere's max_tokens_per_doc as a window's tokens, within 16 and RERANK_MAX_LENGTH."""

@@ -48,6 +48,8 @@ def healthz(settings: SettingsDep) -> JSONResponse:
 
 
 @router.get("/v1/workers", response_model=WorkerList, responses={503: {"model": ErrorOut}})
-def list_workers(session: Annotated[Session, Depends(deps.session)], settings: SettingsDep) -> WorkerList:
-    """Workers seen in the last day (from their heartbeats), newest first, live or not."""
+def list_workers(
+    session: Annotated[Session, Depends(deps.session)], settings: SettingsDep, _: deps.CallerDep
+) -> WorkerList:
+    """Workers seen in the last day (from their heartbeats), newest first, live or not (any key)."""
     return WorkerList(workers=service.list_workers(session, settings.worker_timeout))

@@ -4,7 +4,7 @@ and priority travel as query parameters."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -18,6 +18,7 @@ from api.schemas import JobOut
 from api.streams import store_lines
 from worker import service
 from worker.config import Settings
+from worker.idempotency import RequestKey
 from worker.jobs import NewJob
 from worker.lifecycle import Priority
 from worker.spec import JobOptions
@@ -58,14 +59,23 @@ def _options(raw: str | None) -> JobOptions:
 @router.post("", status_code=202, response_model=JobOut, include_in_schema=False)
 async def submit_job_file(
     request: Request,
+    response: Response,
     session: Annotated[Session, Depends(deps.session)],
     settings: Annotated[Settings, Depends(deps.settings)],
     enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    caller: deps.CallerDep,
+    request_key: Annotated[RequestKey | None, Depends(deps.job_request_key)],
     options: str | None = None,
     priority: Priority | None = None,
 ) -> JobOut:
-    """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
-    job = await run_in_threadpool(NewJob, session, settings, _options(options), priority)
+    """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept.
+    A repeated Idempotency-Key answers 200 with the first request's job."""
+    job = await run_in_threadpool(
+        NewJob, session, settings, _options(options), priority, None, False, caller, request_key
+    )
     upload = JobUpload(job, settings.max_document_chars)
-    job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
-    return await run_in_threadpool(service.start_job, session, job_id, enqueue)
+    stored = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
+    accepted = await run_in_threadpool(service.start_job, session, stored, enqueue)
+    if accepted.replayed:
+        response.status_code = 200
+    return accepted.job

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -16,14 +16,19 @@ from api import deps
 from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
 from worker import export, service
 from worker.config import Settings
+from worker.idempotency import RequestKey
 from worker.lifecycle import JobStatus
 from worker.spec import AnyJobSpec
 from worker.stalls import StallCheck
+from worker.tenancy import Caller
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 DbSession = Annotated[Session, Depends(deps.session)]
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
-errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
+CallerDep = deps.CallerDep
+errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (401, 404, 409, 422, 429, 503)
+}
 
 
 # The JSONL form of POST /v1/jobs (api.routes.job_files) described beside the JSON one.
@@ -58,56 +63,74 @@ JSONL_BODY: dict[str, Any] = {
 }
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=errors, openapi_extra=JSONL_BODY)
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key created"}
+}
+
+
+@router.post(
+    "", status_code=202, response_model=JobOut, responses={**REPLAYED, **errors}, openapi_extra=JSONL_BODY
+)
 def submit_job(
     spec: AnyJobSpec,
     session: DbSession,
     settings: Annotated[Settings, Depends(deps.settings)],
     enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    caller: CallerDep,
+    request_key: Annotated[RequestKey | None, Depends(deps.job_request_key)],
+    response: Response,
 ) -> JobOut:
     """Accept a rerank job: queries with their documents, or queries over a collection
     (`{"collection": id, ...}`); a JSONL body (`application/x-ndjson`, one query with its documents
-    per line) is streamed. Poll GET /v1/jobs/{id} until it is completed."""
-    return service.submit_job(session, spec, settings, enqueue)
+    per line) is streamed. Poll GET /v1/jobs/{id} until it is completed. With an
+    `Idempotency-Key`, a repeat of the request answers 200 with the job the first one created."""
+    accepted = service.accept_job(session, spec, settings, enqueue, caller=caller, request_key=request_key)
+    if accepted.replayed:
+        response.status_code = 200
+    return accepted.job
 
 
 @router.get("", response_model=JobList, responses=errors)
 def list_jobs(
     session: DbSession,
     stalls: Stalls,
+    caller: CallerDep,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobList:
-    """Jobs, newest first, optionally of one status."""
-    return JobList(jobs=service.list_jobs(session, status, limit, stalls))
+    """The caller's jobs (an admin key: everyone's), newest first, optionally of one status."""
+    return JobList(jobs=service.list_jobs(session, status, limit, stalls, caller))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: str, session: DbSession, stalls: Stalls) -> JobOut:
+def get_job(job_id: str, session: DbSession, stalls: Stalls, caller: CallerDep) -> JobOut:
     """Status, progress (counts, rate, ETA), whether and why it stalled, and timestamps of a job."""
-    return service.job_status(session, job_id, stalls)
+    return service.job_status(session, job_id, stalls, caller)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
 def cancel_job(
-    job_id: str, session: DbSession, on_finished: Annotated[service.Finished, Depends(deps.on_finished)]
+    job_id: str,
+    session: DbSession,
+    on_finished: Annotated[service.Finished, Depends(deps.on_finished)],
+    caller: CallerDep,
 ) -> JobOut:
     """Stop a job; results scored before the cancel stay available."""
-    return service.cancel_job(session, job_id, on_finished)
+    return service.cancel_job(session, job_id, on_finished, caller)
 
 
 @router.delete("/{job_id}", status_code=204, responses=errors)
-def delete_job(job_id: str, session: DbSession) -> None:
+def delete_job(job_id: str, session: DbSession, caller: CallerDep) -> None:
     """Delete a finished job with its results (409 while it runs: cancel it first)."""
-    service.delete_job(session, job_id)
+    service.delete_job(session, job_id, caller)
 
 
 @router.get("/{job_id}/errors", response_model=BatchErrors, responses=errors)
 def batch_errors(
-    job_id: str, session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    job_id: str, session: DbSession, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> BatchErrors:
     """The job's failed batches and why each failed (its `error` names the first)."""
-    return BatchErrors(errors=service.batch_errors(session, job_id, limit))
+    return BatchErrors(errors=service.batch_errors(session, job_id, limit, caller))
 
 
 @router.get(
@@ -116,6 +139,7 @@ def batch_errors(
 def get_results(
     job_id: str,
     session: DbSession,
+    caller: CallerDep,
     query_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
     cursor: str | None = None,
@@ -123,15 +147,17 @@ def get_results(
 ) -> ResultsPage:
     """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
     every window's span and raw score."""
-    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)
+    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks, caller)
 
 
 _EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
-def _export(session: Session, job_id: str, query_id: str | None, kind: str) -> StreamingResponse:
+def _export(
+    session: Session, job_id: str, query_id: str | None, kind: str, caller: Caller
+) -> StreamingResponse:
     """Check the job now (errors are answered as JSON), then stream its rows a store page at a time."""
-    pages = service.export_pages(session, job_id, query_id)
+    pages = service.export_pages(session, job_id, query_id, caller=caller)
     return StreamingResponse(
         export.text_pages(export.records(pages), csv_format=kind == "csv"),
         media_type=_EXPORTS[kind],
@@ -144,24 +170,30 @@ def _streamed(kind: str) -> dict[int | str, dict[str, Any]]:
 
 
 @router.get("/{job_id}/results.jsonl", response_class=StreamingResponse, responses=_streamed("jsonl"))
-def export_jsonl(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+def export_jsonl(
+    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+) -> StreamingResponse:
     """Every ranked result of a finished job, one JSON object per line (the fields of /results
     without chunk_scores), by query then rank; top_k applies."""
-    return _export(session, job_id, query_id, "jsonl")
+    return _export(session, job_id, query_id, "jsonl", caller)
 
 
 @router.get("/{job_id}/results.csv", response_class=StreamingResponse, responses=_streamed("csv"))
-def export_csv(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+def export_csv(
+    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+) -> StreamingResponse:
     """Every ranked result of a finished job as CSV: query_id, document_id, rank, raw_score, score,
     relevant, by query then rank; top_k applies."""
-    return _export(session, job_id, query_id, "csv")
+    return _export(session, job_id, query_id, "csv", caller)
 
 
 @router.get("/{job_id}/results.parquet", response_class=FileResponse, responses=_streamed("parquet"))
-def export_parquet(job_id: str, session: DbSession, query_id: str | None = None) -> FileResponse:
+def export_parquet(
+    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+) -> FileResponse:
     """The rows of results.csv as Parquet. A Parquet file ends with its footer, so it is written to
     a temporary file first (a row group at a time, in flat memory), sent, then deleted."""
-    pages = service.export_pages(session, job_id, query_id)
+    pages = service.export_pages(session, job_id, query_id, caller=caller)
     folder = Path(tempfile.mkdtemp(prefix="rerankq-export-"))
     try:
         path = folder / f"{job_id}.parquet"

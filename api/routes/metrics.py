@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from api import deps
 from worker.config import Settings
 from worker.stats import service_stats
+from worker.tenancy import Caller
 
 router = APIRouter(tags=["health"])
 
@@ -20,8 +21,10 @@ def metrics(
     session: Annotated[Session, Depends(deps.session)],
     settings: Annotated[Settings, Depends(deps.settings)],
     broker: Annotated[redis.Redis, Depends(deps.broker)],
+    _: Annotated[Caller, Depends(deps.admin)],
 ) -> Response:
     """Jobs by status, pairs submitted/scored/failed, queue depth per priority, the oldest queued
-    batch's age, this process's HTTP requests and synchronous rerank latency."""
+    batch's age, this process's HTTP requests and synchronous rerank latency. Every tenant's
+    numbers, so an admin key only (Prometheus sends it as a bearer token)."""
     stats = service_stats(session, broker, settings.queue)
     return Response(request.app.state.metrics.render(stats), media_type=CONTENT_TYPE_LATEST)

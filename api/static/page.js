@@ -6,10 +6,20 @@
 const KEY = "rerankq-key";
 const ACTIVE = ["queued", "running"];
 
-// The API key of this tab: sent as a bearer token, and mirrored in a session cookie so that
-// links the browser follows itself (downloads, pages) can carry it too.
+// The API key: kept in this tab's sessionStorage and sent as a bearer token, and mirrored in a
+// session cookie so that what the browser fetches itself (pages, downloads: reads only, the API
+// takes no cookie for a write) carries it too; a new tab finds it in the cookie.
+function cookieKey() {
+  const found = document.cookie.split("; ").find((part) => part.startsWith("rerankq_key="));
+  return found ? decodeURIComponent(found.slice("rerankq_key=".length)) : "";
+}
+
+function currentKey() {
+  return sessionStorage.getItem(KEY) || cookieKey();
+}
+
 function apiHeaders(extra) {
-  const key = sessionStorage.getItem(KEY);
+  const key = currentKey();
   return Object.assign({}, extra, key ? { Authorization: `Bearer ${key}` } : {});
 }
 
@@ -27,14 +37,15 @@ async function api(path, init = {}) {
 function setupKey() {
   const form = document.getElementById("key-form");
   const input = document.getElementById("api-key");
-  input.value = sessionStorage.getItem(KEY) || "";
+  input.value = currentKey();
+  if (document.querySelector("[data-needs-key]")) form.closest("details").open = true;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const key = input.value.trim();
     if (key) sessionStorage.setItem(KEY, key);
     else sessionStorage.removeItem(KEY);
     document.cookie = `rerankq_key=${encodeURIComponent(key)}; path=/; SameSite=Strict` + (key ? "" : "; max-age=0");
-    form.closest("details").open = false;
+    location.reload(); // the page itself is read with the key
   });
 }
 

@@ -170,8 +170,27 @@ def make_app(db_url: str, queue: str, model: str, **settings: Any) -> FastAPI:
     return create_app(Settings(**given))
 
 
+def new_key(db_url: str, tenant: str = "tests", admin: bool = True) -> str:
+    """A fresh API key of `tenant` in the database at `db_url` (an admin's by default: the tests'
+    clients see every job, as the service's own sessions do)."""
+    from worker import keys
+    from worker.db import session_scope
+
+    with session_scope(db_url) as session:
+        return keys.create_key(session, tenant, admin)[1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def authed(app: FastAPI, tenant: str = "tests", admin: bool = True) -> TestClient:
+    """A client of `app` that sends a new key of `tenant` with every request."""
+    return TestClient(app, headers=bearer(new_key(app.state.settings.database_url, tenant, admin)))
+
+
 def make_client(db_url: str, queue: str, model: str, **settings: Any) -> TestClient:
-    return TestClient(make_app(db_url, queue, model, **settings))
+    return authed(make_app(db_url, queue, model, **settings))
 
 
 @pytest.fixture
@@ -197,6 +216,7 @@ def api_server(
         "RERANK_DATABASE_URL": db_url,
         "RERANK_QUEUE": worker.queue,
         "RERANK_MODEL": str(tiny_model),
+        "RERANK_API_KEY": new_key(db_url),  # what the `rerankq` client commands send
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
@@ -208,7 +228,7 @@ def api_server(
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
+            if httpx.get(f"{url}/healthz").status_code == 200:  # open: no key needed
                 break
         except httpx.TransportError:
             pass

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import WorkerProcess, make_client
+from tests.integration.conftest import WorkerProcess, bearer, make_app, make_client
 from tests.integration.helpers import job_body, limits, submit, wait_for
 from worker import pipeline, service
 from worker.engine import Reranker
@@ -170,7 +170,8 @@ DATABASE_DOWN = "postgresql+psycopg://postgres@127.0.0.1:9/down"  # nothing list
     ],
 )
 def test_unreachable_database_is_a_json_503_with_retry_after(method: str, path: str) -> None:
-    with make_client(DATABASE_DOWN, "unused", "tiny") as down:
+    # no key can be made in a database that is down; the outage is found before any key is read
+    with TestClient(make_app(DATABASE_DOWN, "unused", "tiny"), headers=bearer("rq_unchecked")) as down:
         response = down.request(method, path, json=job_body(queries=1, documents=1))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"].isdigit()

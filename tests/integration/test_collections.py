@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import REDIS_URL
+from tests.integration.conftest import REDIS_URL, authed
 from tests.integration.helpers import TINY, limits, wait_for
 from worker import pipeline, service
 from worker.engine import Reranker
@@ -147,7 +147,7 @@ def test_the_document_limit_is_the_apps_own(db_url: str, worker: Any) -> None:
     from worker.config import Settings
 
     settings = Settings(database_url=db_url, broker_url=REDIS_URL, queue=worker.queue, max_document_chars=60)
-    with TestClient(create_app(settings)) as small:
+    with authed(create_app(settings)) as small:
         lines = document_lines(3)
         lines[1] = json.dumps({"id": "long", "text": "x" * 61})
         body = upload(small, lines)

@@ -8,13 +8,12 @@ from typing import Any
 import cohere
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from langchain_cohere import CohereRerank as LangchainCohereRerank
 from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaCohereRerank
 
-from tests.integration.conftest import WorkerProcess, make_app
+from tests.integration.conftest import WorkerProcess, authed, bearer, make_app, new_key
 from tests.integration.helpers import free_port, serve, wait_for
 
 QUERY = "how do I drop rows with missing values in a pandas dataframe?"
@@ -36,7 +35,15 @@ def api_url(db_url: str, worker: WorkerProcess) -> Iterator[str]:
         yield url
 
 
-def job_ranking(url: str, query: str = QUERY, documents: list[str] = DOCUMENTS) -> list[tuple[int, float]]:
+@pytest.fixture
+def key(db_url: str) -> str:
+    """A tenant's key, as a Cohere client is given one (`api_key`, sent as a bearer token)."""
+    return new_key(db_url, tenant="compat", admin=False)
+
+
+def job_ranking(
+    url: str, key: str, query: str = QUERY, documents: list[str] = DOCUMENTS
+) -> list[tuple[int, float]]:
     """(document index, sigmoid score) best first, through the job API with the same pairs."""
     body = {
         "queries": [
@@ -47,7 +54,7 @@ def job_ranking(url: str, query: str = QUERY, documents: list[str] = DOCUMENTS) 
             }
         ]
     }
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(base_url=url, timeout=30, headers=bearer(key)) as http:
         job_id = http.post("/v1/jobs", json=body).json()["id"]
         assert wait_for(http, job_id)["status"] == "completed"
         rows = http.get(f"/v1/jobs/{job_id}/results").json()["results"]
@@ -60,12 +67,12 @@ def assert_same(got: list[tuple[int, float]], expected: list[tuple[int, float]])
         assert score == pytest.approx(want, abs=1e-5)
 
 
-def test_cohere_v2_client_ranks_as_the_job_api(api_url: str) -> None:
-    expected = job_ranking(api_url)
-    client = cohere.ClientV2(base_url=api_url, api_key="any-key")
+def test_cohere_v2_client_ranks_as_the_job_api(api_url: str, key: str) -> None:
+    expected = job_ranking(api_url, key)
+    client = cohere.ClientV2(base_url=api_url, api_key=key)
     response = client.rerank(model=MODEL, query=QUERY, documents=DOCUMENTS, top_n=4)
     assert_same([(r.index, r.relevance_score) for r in response.results], expected[:4])
-    with httpx.Client(base_url=api_url) as http:
+    with httpx.Client(base_url=api_url, headers=bearer(key)) as http:
         job = http.get(f"/v1/jobs/{response.id}").json()
         listed = {j["id"]: j for j in http.get("/v1/jobs").json()["jobs"]}
     assert job["synchronous"] is True and job["priority"] == "high" and job["status"] == "completed"
@@ -74,74 +81,85 @@ def test_cohere_v2_client_ranks_as_the_job_api(api_url: str) -> None:
     assert response.meta.billed_units.search_units == 1
 
 
-def test_cohere_v1_client_returns_documents(api_url: str) -> None:
-    expected = job_ranking(api_url)
-    client = cohere.Client(base_url=api_url, api_key="any-key")
+def test_cohere_v1_client_returns_documents(api_url: str, key: str) -> None:
+    expected = job_ranking(api_url, key)
+    client = cohere.Client(base_url=api_url, api_key=key)
     response = client.rerank(query=QUERY, documents=DOCUMENTS, return_documents=True)
     assert_same([(r.index, r.relevance_score) for r in response.results], expected)
     assert [r.document.text for r in response.results if r.document] == [DOCUMENTS[i] for i, _ in expected]
 
 
-def test_v1_takes_text_objects_as_jina_sends_them(api_url: str) -> None:
-    expected = job_ranking(api_url)
+def test_v1_takes_text_objects_as_jina_sends_them(api_url: str, key: str) -> None:
+    expected = job_ranking(api_url, key)
     body = {"model": "jina-reranker-v2", "query": QUERY, "documents": [{"text": t} for t in DOCUMENTS]}
-    response = httpx.post(f"{api_url}/v1/rerank", json={**body, "top_n": 2}, timeout=60)
+    response = httpx.post(f"{api_url}/v1/rerank", json={**body, "top_n": 2}, headers=bearer(key), timeout=60)
     assert response.status_code == 200
     assert_same([(r["index"], r["relevance_score"]) for r in response.json()["results"]], expected[:2])
     assert "document" not in response.json()["results"][0]
 
 
-def test_langchain_cohere_rerank_compresses_in_the_job_api_order(api_url: str) -> None:
-    expected = job_ranking(api_url)
-    reranker = LangchainCohereRerank(base_url=api_url, cohere_api_key="any-key", model=MODEL, top_n=3)
+def test_langchain_cohere_rerank_compresses_in_the_job_api_order(api_url: str, key: str) -> None:
+    expected = job_ranking(api_url, key)
+    reranker = LangchainCohereRerank(base_url=api_url, cohere_api_key=key, model=MODEL, top_n=3)
     documents = [Document(page_content=text, metadata={"n": i}) for i, text in enumerate(DOCUMENTS)]
     kept = reranker.compress_documents(documents, QUERY)
     got = [(d.metadata["n"], d.metadata["relevance_score"]) for d in kept]
     assert_same(got, expected[:3])
 
 
-def test_llama_index_cohere_rerank_postprocesses_in_the_job_api_order(api_url: str) -> None:
+def test_llama_index_cohere_rerank_postprocesses_in_the_job_api_order(api_url: str, key: str) -> None:
     nodes = [
         NodeWithScore(node=TextNode(text=text, id_=str(i)), score=0.0) for i, text in enumerate(DOCUMENTS)
     ]
     # LlamaIndex sends each node's content as it embeds it: score the same texts through the job API
     texts = [n.node.get_content(metadata_mode="embed") for n in nodes]  # type: ignore[arg-type]
-    expected = job_ranking(api_url, documents=texts)
-    reranker = LlamaCohereRerank(top_n=3, model=MODEL, api_key="any-key", base_url=api_url)
+    expected = job_ranking(api_url, key, documents=texts)
+    reranker = LlamaCohereRerank(top_n=3, model=MODEL, api_key=key, base_url=api_url)
     kept = reranker.postprocess_nodes(nodes, query_str=QUERY)
     assert_same([(int(n.node.node_id), n.score or 0.0) for n in kept], expected[:3])
 
 
-def test_tei_rerank_raw_scores_and_text(api_url: str) -> None:
-    expected = job_ranking(api_url)
+def test_tei_rerank_raw_scores_and_text(api_url: str, key: str) -> None:
+    expected = job_ranking(api_url, key)
     body = {"query": QUERY, "texts": DOCUMENTS, "raw_scores": True, "return_text": True}
-    response = httpx.post(f"{api_url}/rerank", json=body, timeout=60)
+    response = httpx.post(f"{api_url}/rerank", json=body, headers=bearer(key), timeout=60)
     assert response.status_code == 200
     rows = response.json()
     assert [row["index"] for row in rows] == [index for index, _ in expected]
     for row, (_, score) in zip(rows, expected, strict=True):
         assert 1 / (1 + math.exp(-row["score"])) == pytest.approx(score, abs=1e-5)
         assert row["text"] == DOCUMENTS[row["index"]]
-    sigmoid = httpx.post(f"{api_url}/rerank", json={"query": QUERY, "texts": DOCUMENTS}, timeout=60).json()
+    sigmoid = httpx.post(
+        f"{api_url}/rerank", json={"query": QUERY, "texts": DOCUMENTS}, headers=bearer(key), timeout=60
+    ).json()
     assert_same([(row["index"], row["score"]) for row in sigmoid], expected)
     assert "text" not in sigmoid[0]
 
 
-def _newest_job_windows(url: str) -> dict[int, int]:
+def _newest_job_windows(url: str, key: str) -> dict[int, int]:
     """Windows read per document index by the newest job (the last request's)."""
-    with httpx.Client(base_url=url) as http:
+    with httpx.Client(base_url=url, headers=bearer(key)) as http:
         job_id = http.get("/v1/jobs", params={"limit": 1}).json()["jobs"][0]["id"]
         rows = http.get(f"/v1/jobs/{job_id}/results").json()["results"]
     return {int(row["document_id"]): row["chunks"] for row in rows}
 
 
-def test_tei_truncate_reads_only_the_first_window(api_url: str) -> None:
+def test_tei_truncate_reads_only_the_first_window(api_url: str, key: str) -> None:
     long_index = 3
     body = {"query": QUERY, "texts": DOCUMENTS, "truncate": True}
-    assert len(httpx.post(f"{api_url}/rerank", json=body, timeout=60).json()) == len(DOCUMENTS)
-    assert _newest_job_windows(api_url)[long_index] == 1
-    assert len(httpx.post(f"{api_url}/rerank", json={**body, "truncate": False}, timeout=60).json()) == 7
-    assert _newest_job_windows(api_url)[long_index] > 1
+    assert len(httpx.post(f"{api_url}/rerank", json=body, headers=bearer(key), timeout=60).json()) == len(
+        DOCUMENTS
+    )
+    assert _newest_job_windows(api_url, key)[long_index] == 1
+    assert (
+        len(
+            httpx.post(
+                f"{api_url}/rerank", json={**body, "truncate": False}, headers=bearer(key), timeout=60
+            ).json()
+        )
+        == 7
+    )
+    assert _newest_job_windows(api_url, key)[long_index] > 1
 
 
 @pytest.mark.parametrize(
@@ -155,9 +173,9 @@ def test_tei_truncate_reads_only_the_first_window(api_url: str) -> None:
     ],
 )
 def test_cohere_routes_refuse_bad_input_naming_the_field(
-    api_url: str, path: str, body: dict[str, Any], field: str
+    api_url: str, key: str, path: str, body: dict[str, Any], field: str
 ) -> None:
-    response = httpx.post(f"{api_url}{path}", json=body, timeout=30)
+    response = httpx.post(f"{api_url}{path}", json=body, headers=bearer(key), timeout=30)
     assert response.status_code == 422
     error = response.json()
     assert error["field"].startswith(field) and error["message"].startswith(field)
@@ -165,36 +183,38 @@ def test_cohere_routes_refuse_bad_input_naming_the_field(
         assert "POST /v1/jobs" in error["message"] and "1000" in error["message"]
 
 
-def test_cohere_client_surfaces_the_message(api_url: str) -> None:
-    client = cohere.ClientV2(base_url=api_url, api_key="any-key")
+def test_cohere_client_surfaces_the_message(api_url: str, key: str) -> None:
+    client = cohere.ClientV2(base_url=api_url, api_key=key)
     with pytest.raises(cohere.core.ApiError) as raised:
         client.rerank(model=MODEL, query="q", documents=["d"] * 1001)
     assert raised.value.status_code == 422
     assert "RERANK_SYNC_MAX_DOCUMENTS" in str(raised.value.body)
 
 
-def test_tei_route_refuses_bad_input_in_rerankqs_shape(api_url: str) -> None:
-    response = httpx.post(f"{api_url}/rerank", json={"query": "q", "texts": ["a"], "raw_scores": "maybe"})
+def test_tei_route_refuses_bad_input_in_rerankqs_shape(api_url: str, key: str) -> None:
+    response = httpx.post(
+        f"{api_url}/rerank", json={"query": "q", "texts": ["a"], "raw_scores": "maybe"}, headers=bearer(key)
+    )
     assert response.status_code == 422
     assert response.json()["field"] == "raw_scores" and "error" in response.json()
 
 
-def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str) -> None:
+def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str, key: str) -> None:
     """Nothing consumes this queue: the job waits, and the 504 says where to find it later."""
     with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_timeout=0.3)) as url:
         body = {"model": MODEL, "query": QUERY, "documents": DOCUMENTS}
-        response = httpx.post(f"{url}/v2/rerank", json=body, timeout=30)
+        response = httpx.post(f"{url}/v2/rerank", json=body, headers=bearer(key), timeout=30)
         assert response.status_code == 504
         job_id = response.json()["job_id"]
         assert job_id in response.json()["message"]
-        job = httpx.get(f"{url}/v1/jobs/{job_id}").json()
+        job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=bearer(key)).json()
     assert job["status"] == "queued" and job["synchronous"] is True
 
 
 def test_limits_are_the_apps_own_settings(db_url: str) -> None:
     """Checked before anything is stored: the document count and length against this app's limits."""
     app = make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_max_documents=3, max_document_chars=50)
-    with TestClient(app) as client:
+    with authed(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         many = client.post("/v2/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]})
         long = client.post("/rerank", json={"query": "q", "texts": ["short", "x" * 51]})
@@ -209,7 +229,7 @@ def test_an_unreachable_broker_is_a_503_and_stores_nothing(db_url: str) -> None:
     app = make_app(
         db_url, "rerank-test-nobody-listens", "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0"
     )
-    with TestClient(app) as client:
+    with authed(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         response = client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
         assert len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == jobs_before

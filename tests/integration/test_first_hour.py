@@ -163,7 +163,8 @@ def test_submit_wait_exits_4_when_the_job_is_cancelled(
     )
     assert waiting.stdout is not None
     job_id = waiting.stdout.readline().strip()
-    assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel").status_code == 200
+    key = {"Authorization": f"Bearer {env['RERANK_API_KEY']}"}
+    assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=key).status_code == 200
     _, stderr = waiting.communicate(timeout=120)
     assert waiting.returncode == 4, stderr
     assert f"job {job_id} cancelled" in stderr

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 import httpx
 import redis
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import REDIS_URL, WorkerProcess, make_app, queue_for
+from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import free_port, job_body, limits, wait_for
 from worker import pipeline
 from worker.queue import priority_lists
@@ -26,7 +25,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_api_metrics_move_as_a_job_runs(db_url: str, worker: WorkerProcess) -> None:
-    with TestClient(make_app(db_url, worker.queue, worker.model)) as client:
+    with authed(make_app(db_url, worker.queue, worker.model)) as client:
         before = client.get("/metrics").text
         job_id = client.post("/v1/jobs", json=job_body(queries=2, documents=5)).json()["id"]
         assert wait_for(client, job_id)["status"] == "completed"
@@ -60,7 +59,7 @@ def test_queue_depth_and_the_oldest_batch_waiting(db_url: str, session: Session)
     queue = f"{queue_for(db_url)}-unread"
     broker = redis.Redis.from_url(REDIS_URL)
     try:
-        with TestClient(make_app(db_url, queue, "tiny")) as client:
+        with authed(make_app(db_url, queue, "tiny")) as client:
             empty = client.get("/metrics").text
             assert sample(empty, "rerankq_queue_depth", priority="low") == 0
             job_id = client.post("/v1/jobs", json={**job_body(1, 6), "priority": "low"}).json()["id"]
@@ -91,7 +90,7 @@ def test_worker_metrics_port(
         if s.name == "rerankq_worker_model_info"
     ]
     assert info == [{"model": str(tiny_model), "device": "cpu", "dtype": "float32"}]
-    with TestClient(make_app(db_url, metered.queue, metered.model)) as client:
+    with authed(make_app(db_url, metered.queue, metered.model)) as client:
         job_id = client.post("/v1/jobs", json=job_body(queries=2, documents=5)).json()["id"]
         assert wait_for(client, job_id)["status"] == "completed"
     busy = httpx.get(scrape).text

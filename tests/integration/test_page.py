@@ -18,7 +18,7 @@ import httpx
 import pyarrow.parquet
 import pytest
 
-from tests.integration.conftest import REDIS_URL, WorkerProcess, queue_for
+from tests.integration.conftest import REDIS_URL, WorkerProcess, bearer, new_key, queue_for
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extras)")
 Page = sync_api.Page
@@ -112,13 +112,37 @@ def browser(api_url: str) -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture(scope="module")
+def key(db_url: str) -> str:
+    """The API key a person enters on the page (the stack runs with auth on, its default)."""
+    return new_key(db_url, tenant="page")
+
+
 @pytest.fixture
-def tab(browser: Any, api_url: str) -> Iterator[Page]:
-    """A fresh browser tab on the API; the test fails if the page's script raises."""
+def api(api_url: str, key: str) -> Iterator[httpx.Client]:
+    """The JSON API, with the same key as the page."""
+    with httpx.Client(base_url=api_url, headers=bearer(key), timeout=60) as client:
+        yield client
+
+
+def sign_in(tab: Page, key: str) -> None:
+    """Enter the key as a person does: a page without one says so and opens the key field."""
+    tab.goto("/jobs")
+    sync_api.expect(tab.locator("h1")).to_have_text("API key needed")
+    tab.fill("#api-key", key)
+    tab.press("#api-key", "Enter")
+    sync_api.expect(tab.locator("h1")).not_to_have_text("API key needed")
+
+
+@pytest.fixture
+def tab(browser: Any, api_url: str, key: str) -> Iterator[Page]:
+    """A fresh browser tab on the API, signed in with the key; the test fails if the page's
+    script raises."""
     context = browser.new_context(viewport=WIDE, base_url=api_url)
     errors: list[str] = []
     opened = context.new_page()
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(opened, key)
     yield opened
     context.close()
     assert errors == [], "the page's script raised"
@@ -137,9 +161,9 @@ def screenshot(page: Page, name: str, full_page: bool = False) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
 
 
-def api_results(api_url: str, job_id: str, query_id: str) -> list[dict[str, Any]]:
+def api_results(api: httpx.Client, job_id: str, query_id: str) -> list[dict[str, Any]]:
     params = {"query_id": query_id, "limit": 10000}
-    response = httpx.get(f"{api_url}/v1/jobs/{job_id}/results", params=params, timeout=30)
+    response = api.get(f"/v1/jobs/{job_id}/results", params=params)
     response.raise_for_status()
     return list(response.json()["results"])
 
@@ -190,24 +214,24 @@ LEAVE = [
 ]
 
 
-def leave_job(api_url: str) -> str:
+def leave_job(api: httpx.Client) -> str:
     """Submit LEAVE for "annual leave" through the JSON API."""
     documents = [{"id": f"d{i}", "text": text} for i, text in enumerate(LEAVE, 1)]
     body = {"queries": [{"id": "q1", "text": "annual leave", "documents": documents}]}
-    return str(httpx.post(f"{api_url}/v1/jobs", json=body, timeout=30).json()["id"])
+    return str(api.post("/v1/jobs", json=body).json()["id"])
 
 
 def test_jobs_page_cancels_and_follows_a_job_without_reloading(
-    tab: Page, api_url: str, request: pytest.FixtureRequest
+    tab: Page, api: httpx.Client, request: pytest.FixtureRequest
 ) -> None:
-    job_id, cancelled = leave_job(api_url), leave_job(api_url)
+    job_id, cancelled = leave_job(api), leave_job(api)
     tab.goto("/jobs")
     row = tab.locator(f".job-row:has(a[href='/jobs/{job_id}'])")
     sync_api.expect(row.locator(".badge")).to_have_text("queued")  # no worker is running yet
     assert row.locator(".percent").inner_text() == "0 %"
     tab.click(f"[data-cancel='{cancelled}']")
     sync_api.expect(tab.locator(f"[data-status-of='{cancelled}']")).to_have_text("cancelled")
-    assert httpx.get(f"{api_url}/v1/jobs/{cancelled}").json()["status"] == "cancelled"
+    assert api.get(f"/v1/jobs/{cancelled}").json()["status"] == "cancelled"
     assert tab.locator(f"[data-cancel='{cancelled}']").count() == 0
     tab.evaluate("window.sameDocument = true")
     request.getfixturevalue("page_worker")
@@ -217,10 +241,10 @@ def test_jobs_page_cancels_and_follows_a_job_without_reloading(
     assert tab.evaluate("window.sameDocument") is True  # updated in place, not reloaded
 
 
-def test_submit_watch_and_read_cards(page: Page, api_url: str) -> None:
+def test_submit_watch_and_read_cards(page: Page, api: httpx.Client) -> None:
     job_id = submit_pasted(page, "How much annual leave do I get?", LEAVE)
     wait_finished(page)
-    expected = api_results(api_url, job_id, "q1")
+    expected = api_results(api, job_id, "q1")
     cards = page.locator("li.card")
     assert cards.count() == len(LEAVE)
     shown = [
@@ -246,10 +270,10 @@ def test_submit_watch_and_read_cards(page: Page, api_url: str) -> None:
     screenshot(page, "results", full_page=True)
 
 
-def test_threshold_slider_and_presets_recount(page: Page, api_url: str) -> None:
+def test_threshold_slider_and_presets_recount(page: Page, api: httpx.Client) -> None:
     job_id = submit_pasted(page, "parental leave", LEAVE)
     wait_finished(page)
-    scores = [r["score"] for r in api_results(api_url, job_id, "q1")]
+    scores = [r["score"] for r in api_results(api, job_id, "q1")]
     slider = page.locator("#page-threshold")
     slider.focus()
     for key, threshold in (("Home", 0.0), ("End", 1.0)):
@@ -266,11 +290,11 @@ def test_threshold_slider_and_presets_recount(page: Page, api_url: str) -> None:
     assert page.inner_text("#relevant-count") == str(sum(s > 0.75 for s in scores))
 
 
-def test_chinese_job_file_highlights_runs_of_the_query(page: Page, api_url: str) -> None:
+def test_chinese_job_file_highlights_runs_of_the_query(page: Page, api: httpx.Client) -> None:
     job_id = submit_file(page, EXAMPLES / "hr_faq_zh.jsonl", top_k="3")
     wait_finished(page)
     first = json.loads((EXAMPLES / "hr_faq_zh.jsonl").read_text().splitlines()[0])
-    expected = api_results(api_url, job_id, first["id"])
+    expected = api_results(api, job_id, first["id"])
     assert page.locator("li.card").evaluate_all("cards => cards.map(c => c.dataset.document)") == [
         r["document_id"] for r in expected
     ]
@@ -282,14 +306,14 @@ def test_chinese_job_file_highlights_runs_of_the_query(page: Page, api_url: str)
     page.wait_for_url(f"**query_id={second['id']}**")
     assert page.inner_text(".query-text") == f"“{second['text']}”"
     shown = page.locator("li.card").evaluate_all("cards => cards.map(c => c.dataset.document)")
-    assert shown == [r["document_id"] for r in api_results(api_url, job_id, second["id"])]
+    assert shown == [r["document_id"] for r in api_results(api, job_id, second["id"])]
 
 
-def test_long_document_best_window_and_whole_text(page: Page, api_url: str) -> None:
+def test_long_document_best_window_and_whole_text(page: Page, api: httpx.Client) -> None:
     job_id = submit_file(page, EXAMPLES / "manual_long.jsonl", max_length="128")
     wait_finished(page)
     first = json.loads((EXAMPLES / "manual_long.jsonl").read_text().splitlines()[0])
-    expected = {r["document_id"]: r for r in api_results(api_url, job_id, first["id"])}
+    expected = {r["document_id"]: r for r in api_results(api, job_id, first["id"])}
     card = page.locator("li.card", has_text="windows:").first
     result = expected[card.get_attribute("data-document") or ""]
     assert result["chunks"] > 1
@@ -345,13 +369,13 @@ def test_keyboard_only_submission(page: Page) -> None:
     assert page.locator("li.card").count() == 2
 
 
-def test_paging_through_a_thousand_results(page: Page, api_url: str) -> None:
+def test_paging_through_a_thousand_results(page: Page, api: httpx.Client) -> None:
     documents = [{"id": f"d{i:04d}", "text": f"passage {i} about leave " * (i % 5 + 1)} for i in range(1000)]
     body = {"queries": [{"id": "big", "text": "leave", "documents": documents}]}
-    job_id = httpx.post(f"{api_url}/v1/jobs", json=body, timeout=60).json()["id"]
+    job_id = api.post("/v1/jobs", json=body).json()["id"]
     page.goto(f"/jobs/{job_id}")
     wait_finished(page)
-    expected = [r["document_id"] for r in api_results(api_url, job_id, "big")]
+    expected = [r["document_id"] for r in api_results(api, job_id, "big")]
     seen: list[str] = []
     for number in range(1, 21):
         ranks = page.locator("li.card").evaluate_all("cards => cards.map(c => Number(c.dataset.rank))")
@@ -373,10 +397,13 @@ def test_paging_through_a_thousand_results(page: Page, api_url: str) -> None:
     screenshot(page, "table")
 
 
-def test_jobs_list_and_phone_width(browser: Any, api_url: str, page_worker: WorkerProcess) -> None:
-    job_id = leave_job(api_url)
+def test_jobs_list_and_phone_width(
+    browser: Any, api_url: str, api: httpx.Client, key: str, page_worker: WorkerProcess
+) -> None:
+    job_id = leave_job(api)
     context = browser.new_context(viewport=PHONE, base_url=api_url, device_scale_factor=1)
     phone = context.new_page()
+    sign_in(phone, key)
     phone.goto(f"/jobs/{job_id}")
     wait_finished(phone)
     for path, name in ((f"/jobs/{job_id}", "phone-results"), ("/", "phone-submit"), ("/jobs", None)):

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from api import deps
-from tests.integration.conftest import REDIS_URL, WorkerProcess, make_app, queue_for
+from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import free_port, job_body, run_all, submit, wait_for
 from worker import service
 from worker.config import Settings
@@ -91,7 +91,7 @@ def hook_worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> Work
 
 @pytest.fixture
 def hook_client(db_url: str, hook_worker: WorkerProcess) -> Iterator[TestClient]:
-    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
+    with authed(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
         yield client
 
 
@@ -151,7 +151,7 @@ def test_a_cancelled_job_is_delivered_too(
     app = make_app(db_url, "rerank-test-nobody-listens", "tiny")
     hook_queue = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
     app.dependency_overrides[deps.on_finished] = lambda: hook_queue.job_finished
-    with TestClient(app) as client:
+    with authed(app) as client:
         job_id = client.post("/v1/jobs", json=job_body(1, 2, callback_url=target.url)).json()["id"]
         assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
         job = wait_delivery(client, job_id, attempts=1)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from benchmarks.killable import PostgresServer, RedisServer
-from tests.integration.conftest import WorkerProcess, make_client
+from tests.integration.conftest import WorkerProcess, bearer, make_app, new_key
 from tests.integration.helpers import job_spec
 from worker import service
 from worker.config import Settings
@@ -86,6 +86,7 @@ class Stack:
     start_worker: Callable[..., WorkerProcess]
     started: list[Process]
     workers: list[WorkerProcess]
+    key: str  # an admin API key
 
     def env(self, **settings: str) -> dict[str, str]:
         values = {"database_url": self.db_url, "broker_url": self.redis.url, "queue": self.queue}
@@ -105,8 +106,10 @@ class Stack:
         return process
 
     def client(self, **settings: str) -> TestClient:
-        """The HTTP API over this stack (`settings` override more)."""
-        return make_client(self.db_url, self.queue, self.model, broker_url=self.redis.url, **settings)
+        """The HTTP API over this stack (`settings` override more), with the stack's admin key
+        (made when the stack started: the database may be down by now)."""
+        app = make_app(self.db_url, self.queue, self.model, broker_url=self.redis.url, **settings)
+        return TestClient(app, headers=bearer(self.key))
 
     def session(self) -> Session:
         return session_factory(self.db_url)()
@@ -141,7 +144,16 @@ def stack(
     upgrade(db_url)
     queue = f"{name}-{request.node.name[:40]}"
     world = Stack(
-        redis_server, postgres_server, db_url, queue, str(tiny_model), tmp_path, start_worker, [], []
+        redis_server,
+        postgres_server,
+        db_url,
+        queue,
+        str(tiny_model),
+        tmp_path,
+        start_worker,
+        [],
+        [],
+        new_key(db_url),
     )
     yield world
     for process in world.started:
