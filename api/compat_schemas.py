@@ -4,9 +4,9 @@ Fields those clients send that rerankq has no use for are accepted and ignored."
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 
-from worker.spec import QueryText
+from worker.spec import QueryText, StoredStr
 
 
 class _ClientRequest(BaseModel):
@@ -14,12 +14,12 @@ class _ClientRequest(BaseModel):
 
 
 class TextDocument(_ClientRequest):
-    text: StrictStr
+    text: StoredStr
 
 
 # Their number (RERANK_SYNC_MAX_DOCUMENTS) and length (RERANK_MAX_DOCUMENT_CHARS) are checked
 # against the app's settings when the job is made (worker.sync.submit).
-Documents = Annotated[list[StrictStr], Field(min_length=1)]
+Documents = Annotated[list[StoredStr], Field(min_length=1)]
 TopN = Annotated[int | None, Field(None, ge=1, description="Return the best top_n documents only.")]
 
 
@@ -36,7 +36,7 @@ class CohereV2Request(_ClientRequest):
 class CohereV1Request(_ClientRequest):
     model: str | None = Field(None, description="Accepted and ignored: the workers' model scores.")
     query: QueryText
-    documents: list[StrictStr | TextDocument] = Field(
+    documents: list[StoredStr | TextDocument] = Field(
         min_length=1, description="Strings, or objects with a text field."
     )
     top_n: TopN = None

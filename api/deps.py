@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from worker.config import Settings
+from worker.cursors import Cursors
 from worker.db import session_factory
 from worker.migrate import require_schema
 from worker.queue import JobQueue
@@ -20,6 +21,11 @@ from worker.stalls import StallCheck
 def settings(request: Request) -> Settings:
     configured: Settings = request.app.state.settings
     return configured
+
+
+def cursors(request: Request) -> Cursors:
+    """Signs results cursors under RERANK_CURSOR_SECRET (or this process's own key)."""
+    return Cursors.from_secret(settings(request).cursor_secret)
 
 
 def queue(request: Request) -> JobQueue:

@@ -1,6 +1,7 @@
 """What a client may submit: a rerank job's queries, documents and options (validated once, here,
 for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.documents.3.id."""
 
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from pydantic import (
     Discriminator,
     Field,
     StrictStr,
+    StringConstraints,
     Tag,
     field_validator,
     model_validator,
@@ -19,7 +21,44 @@ from pydantic_core import PydanticCustomError
 
 from worker.lifecycle import Priority
 
-ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+# What PostgreSQL's text cannot hold (NUL) and UTF-8 cannot encode (a lone surrogate, which a JSON
+# body can spell as \ud800): refused here, naming the field, before the database refuses it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` if the database can store it; else a validation error saying which character."""
+    if found := _UNSTORABLE.search(text):
+        what = "a NUL character (\\u0000)" if found.group() == "\x00" else "a lone UTF-16 surrogate"
+        raise PydanticCustomError(
+            "unstorable_character",
+            "must not contain {what} (character {at})",
+            {"what": what, "at": found.start()},
+        )
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """`value` (user metadata) if every key and string in it is storable, walked without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+StoredStr = Annotated[StrictStr, AfterValidator(storable)]
+ClientId = Annotated[StoredStr, Field(min_length=1, max_length=255)]
+Metadata = Annotated[dict[str, Any], AfterValidator(storable_json)]
+# A path or query parameter of the HTTP API (a job id, a query id, a cursor, a name): checked as
+# body fields are, so a NUL in a URL is a 422 naming the parameter.
+ParamStr = Annotated[str, StringConstraints(max_length=255), AfterValidator(storable)]
 
 
 class _Strict(BaseModel):
@@ -41,8 +80,8 @@ def _unique_ids(items: list[Any], what: str) -> list[Any]:
 
 class DocumentSpec(_Strict):
     id: ClientId
-    text: StrictStr
-    metadata: dict[str, Any] | None = None
+    text: StoredStr
+    metadata: Metadata | None = None
 
 
 def too_long(document: DocumentSpec, limit: int) -> str | None:
@@ -58,7 +97,7 @@ def _not_blank(text: str) -> str:
     return text
 
 
-QueryText = Annotated[StrictStr, Field(min_length=1), AfterValidator(_not_blank)]
+QueryText = Annotated[StoredStr, Field(min_length=1), AfterValidator(_not_blank)]
 PriorityField = Field(
     None,
     description="high | normal | low; default normal, low for jobs over RERANK_LOW_PRIORITY_PAIRS pairs.",
@@ -129,7 +168,7 @@ class JobOptions(_Strict):
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
     clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
-    callback_url: Annotated[StrictStr | None, AfterValidator(_http_url)] = Field(
+    callback_url: Annotated[StoredStr | None, AfterValidator(_http_url)] = Field(
         None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
     )
 

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from api import deps
 from api.pages.cards import Card, cards
 from worker import collection, service
+from worker.cursors import Cursors
 from worker.errors import RerankError
 from worker.lifecycle import FINISHED, Priority
+from worker.spec import ParamStr
 from worker.views import CollectionOut, JobOut, QueryOut
 
 HERE = Path(__file__).parents[1]
@@ -67,12 +69,14 @@ class ResultsView:
     next_cursor: str | None
 
 
-def _results(session: Session, job: JobOut, query_id: str | None, cursor: str | None) -> ResultsView:
+def _results(
+    session: Session, job: JobOut, query_id: str | None, cursor: str | None, cursors: Cursors
+) -> ResultsView:
     queries = service.job_queries(session, job.id, PICKER_QUERIES)
     query_id = query_id or (queries[0].id if queries else None)
     if query_id is None:
         return ResultsView(queries, None, [], None)
-    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor)
+    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor, cursors=cursors)
     query = next((q for q in queries if q.id == query_id), None)
     query = query or service.job_queries(session, job.id, 1, query_id)[0]  # one beyond the picker's
     shown = [result.document_id for result in page.results]
@@ -83,16 +87,17 @@ def _results(session: Session, job: JobOut, query_id: str | None, cursor: str | 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(
     request: Request,
-    job_id: str,
+    job_id: ParamStr,
     session: DbSession,
-    query_id: str | None = None,
-    cursor: str | None = None,
+    cursors: Annotated[Cursors, Depends(deps.cursors)],
+    query_id: ParamStr | None = None,
+    cursor: ParamStr | None = None,
     view: Annotated[str, Query(pattern="^(cards|table)$")] = "cards",
 ) -> HTMLResponse:
     """A job: live progress while it runs; once finished, a page of one query's ranked results."""
     try:
         job = service.job_status(session, job_id)
-        results = _results(session, job, query_id, cursor) if job.status in FINISHED else None
+        results = _results(session, job, query_id, cursor, cursors) if job.status in FINISHED else None
     except RerankError as error:
         return _error(request, error)
     return _render(
@@ -107,7 +112,7 @@ def collections_page(request: Request, session: DbSession) -> HTMLResponse:
 
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
-def collection_page(request: Request, collection_id: str, session: DbSession) -> HTMLResponse:
+def collection_page(request: Request, collection_id: ParamStr, session: DbSession) -> HTMLResponse:
     try:
         found = CollectionOut.from_row(collection.get(session, collection_id))
     except RerankError as error:

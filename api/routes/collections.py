@@ -1,18 +1,19 @@
 """/v1/collections: upload a knowledge base once (JSONL, streamed), look at it, delete it."""
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api import deps
 from api.schemas import CollectionList, CollectionOut, DocumentsPage, ErrorOut
-from api.streams import file_blocks, store_lines
+from api.streams import JSON_LINES, NDJSON, content_type, spool, store_lines
 from worker import collection, service
 from worker.config import Settings
-from worker.errors import InvalidInput
+from worker.errors import InvalidInput, UnsupportedMediaType
+from worker.spec import ParamStr
 from worker.uploads import CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
@@ -37,20 +38,35 @@ async def upload_collection(
     request: Request,
     session: DbSession,
     settings: Annotated[Settings, Depends(deps.settings)],
-    name: Annotated[str | None, Query(max_length=255)] = None,
+    name: ParamStr | None = None,
 ) -> CollectionOut:
     """Store a JSONL stream of documents (a raw body, or a multipart `file`) in bounded memory;
     bad lines are reported by line number and skipped, the good ones kept."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise InvalidInput("a multipart upload needs a `file` part", field="file")
-        blocks = file_blocks(file)
-    else:
-        blocks = request.stream()
-    upload = await run_in_threadpool(CollectionUpload, session, name, settings.max_document_chars)
-    return await store_lines(upload, blocks, session, settings.max_request_bytes)
+    body = await _body(request, settings.max_upload_bytes)
+    return await store_lines(
+        partial(CollectionUpload, session, name, settings.max_document_chars),
+        body,
+        session,
+        settings.max_request_bytes,
+    )
+
+
+async def _body(request: Request, max_bytes: int) -> UploadFile:
+    """The upload, read whole before the database is touched: a raw JSONL body or a multipart
+    form's `file`; any other media type (a cross-site form's text/plain, say) is refused."""
+    media = content_type(request.scope)
+    if media in JSON_LINES:
+        return await spool(request.stream(), max_bytes)
+    if media != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"content-type {media or '(none)'} is not {NDJSON} or multipart/form-data", field="body"
+        )
+    form = await request.form()
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        await form.close()
+        raise InvalidInput("a multipart upload needs a `file` part", field="file")
+    return file
 
 
 @router.get("", response_model=CollectionList, responses=errors)
@@ -61,22 +77,22 @@ def list_collections(session: DbSession, limit: Annotated[int, Query(ge=1, le=10
 
 @router.get("/{collection_id}/documents", response_model=DocumentsPage, responses=errors)
 def collection_documents(
-    collection_id: str,
+    collection_id: ParamStr,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    cursor: str | None = None,
+    cursor: ParamStr | None = None,
 ) -> DocumentsPage:
     """A collection's documents (id, text, metadata) by id, a page at a time."""
     return service.collection_documents(session, collection_id, cursor, limit)
 
 
 @router.get("/{collection_id}", response_model=CollectionOut, responses=errors)
-def get_collection(collection_id: str, session: DbSession) -> CollectionOut:
+def get_collection(collection_id: ParamStr, session: DbSession) -> CollectionOut:
     """Documents stored and the lines that were rejected."""
     return CollectionOut.from_row(collection.get(session, collection_id))
 
 
 @router.delete("/{collection_id}", status_code=204, responses=errors)
-def delete_collection(collection_id: str, session: DbSession) -> None:
+def delete_collection(collection_id: ParamStr, session: DbSession) -> None:
     """Delete a collection that no job refers to (409 otherwise)."""
     collection.remove(session, collection_id)

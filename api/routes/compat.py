@@ -21,10 +21,11 @@ from api.compat_schemas import (
     TeiResult,
     TextDocument,
 )
+from api.limits import CheckedRoute
 from worker import service, sync
 from worker.config import Settings
 
-router = APIRouter(tags=["rerank"])
+router = APIRouter(tags=["rerank"], route_class=CheckedRoute)
 SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
 COHERE_ROUTES = ("/v2/rerank", "/v1/rerank")
 errors: dict[int | str, dict[str, Any]] = {

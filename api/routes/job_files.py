@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -14,8 +13,9 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from api import deps
+from api.limits import CheckedRoute
 from api.schemas import JobOut
-from api.streams import store_lines
+from api.streams import JSON_LINES, content_type, spool, store_lines
 from worker import service
 from worker.config import Settings
 from worker.jobs import NewJob
@@ -23,22 +23,13 @@ from worker.lifecycle import Priority
 from worker.spec import JobOptions
 from worker.uploads import JobUpload
 
-NDJSON = "application/x-ndjson"
 
-
-def content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"content-type":
-            return value.decode("latin-1").split(";")[0].strip().lower()
-    return ""
-
-
-class JsonLinesRoute(APIRoute):
+class JsonLinesRoute(CheckedRoute):
     """A route that matches JSONL bodies only, so the same path serves JSON by another route."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
-        if match == Match.FULL and content_type(scope) != NDJSON:
+        if match == Match.FULL and content_type(scope) not in JSON_LINES:
             return Match.NONE, {}
         return match, child
 
@@ -65,7 +56,11 @@ async def submit_job_file(
     priority: Priority | None = None,
 ) -> JobOut:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept."""
-    job = await run_in_threadpool(NewJob, session, settings, _options(options), priority)
-    upload = JobUpload(job, settings.max_document_chars)
-    job_id = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
+    job_options = _options(options)
+    body = await spool(request.stream(), settings.max_upload_bytes)
+
+    def start() -> JobUpload:
+        return JobUpload(NewJob(session, settings, job_options, priority), settings.max_document_chars)
+
+    job_id = await store_lines(start, body, session, settings.max_request_bytes)
     return await run_in_threadpool(service.start_job, session, job_id, enqueue)

@@ -13,14 +13,16 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from api import deps
+from api.limits import CheckedRoute
 from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
 from worker import export, service
 from worker.config import Settings
+from worker.cursors import Cursors
 from worker.lifecycle import JobStatus
-from worker.spec import AnyJobSpec
+from worker.spec import AnyJobSpec, ParamStr
 from worker.stalls import StallCheck
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 DbSession = Annotated[Session, Depends(deps.session)]
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
 errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
@@ -83,28 +85,28 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: str, session: DbSession, stalls: Stalls) -> JobOut:
+def get_job(job_id: ParamStr, session: DbSession, stalls: Stalls) -> JobOut:
     """Status, progress (counts, rate, ETA), whether and why it stalled, and timestamps of a job."""
     return service.job_status(session, job_id, stalls)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
 def cancel_job(
-    job_id: str, session: DbSession, on_finished: Annotated[service.Finished, Depends(deps.on_finished)]
+    job_id: ParamStr, session: DbSession, on_finished: Annotated[service.Finished, Depends(deps.on_finished)]
 ) -> JobOut:
     """Stop a job; results scored before the cancel stay available."""
     return service.cancel_job(session, job_id, on_finished)
 
 
 @router.delete("/{job_id}", status_code=204, responses=errors)
-def delete_job(job_id: str, session: DbSession) -> None:
+def delete_job(job_id: ParamStr, session: DbSession) -> None:
     """Delete a finished job with its results (409 while it runs: cancel it first)."""
     service.delete_job(session, job_id)
 
 
 @router.get("/{job_id}/errors", response_model=BatchErrors, responses=errors)
 def batch_errors(
-    job_id: str, session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    job_id: ParamStr, session: DbSession, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> BatchErrors:
     """The job's failed batches and why each failed (its `error` names the first)."""
     return BatchErrors(errors=service.batch_errors(session, job_id, limit))
@@ -114,16 +116,17 @@ def batch_errors(
     "/{job_id}/results", response_model=ResultsPage, response_model_exclude_unset=True, responses=errors
 )
 def get_results(
-    job_id: str,
+    job_id: ParamStr,
     session: DbSession,
-    query_id: str | None = None,
+    cursors: Annotated[Cursors, Depends(deps.cursors)],
+    query_id: ParamStr | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    cursor: str | None = None,
+    cursor: ParamStr | None = None,
     include_chunks: bool = False,
 ) -> ResultsPage:
     """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
     every window's span and raw score."""
-    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks)
+    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks, cursors)
 
 
 _EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -144,21 +147,21 @@ def _streamed(kind: str) -> dict[int | str, dict[str, Any]]:
 
 
 @router.get("/{job_id}/results.jsonl", response_class=StreamingResponse, responses=_streamed("jsonl"))
-def export_jsonl(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+def export_jsonl(job_id: ParamStr, session: DbSession, query_id: ParamStr | None = None) -> StreamingResponse:
     """Every ranked result of a finished job, one JSON object per line (the fields of /results
     without chunk_scores), by query then rank; top_k applies."""
     return _export(session, job_id, query_id, "jsonl")
 
 
 @router.get("/{job_id}/results.csv", response_class=StreamingResponse, responses=_streamed("csv"))
-def export_csv(job_id: str, session: DbSession, query_id: str | None = None) -> StreamingResponse:
+def export_csv(job_id: ParamStr, session: DbSession, query_id: ParamStr | None = None) -> StreamingResponse:
     """Every ranked result of a finished job as CSV: query_id, document_id, rank, raw_score, score,
     relevant, by query then rank; top_k applies."""
     return _export(session, job_id, query_id, "csv")
 
 
 @router.get("/{job_id}/results.parquet", response_class=FileResponse, responses=_streamed("parquet"))
-def export_parquet(job_id: str, session: DbSession, query_id: str | None = None) -> FileResponse:
+def export_parquet(job_id: ParamStr, session: DbSession, query_id: ParamStr | None = None) -> FileResponse:
     """The rows of results.csv as Parquet. A Parquet file ends with its footer, so it is written to
     a temporary file first (a row group at a time, in flat memory), sent, then deleted."""
     pages = service.export_pages(session, job_id, query_id)
