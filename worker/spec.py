@@ -11,6 +11,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StrictStr,
     StringConstraints,
     Tag,
@@ -53,6 +56,8 @@ def storable_json(value: Any) -> Any:
     return value
 
 
+# The largest integer a SQL INTEGER holds: counts a client gives (top_k) are compared with ranks there.
+SQL_INT_MAX = 2**31 - 1
 StoredStr = Annotated[StrictStr, AfterValidator(storable)]
 ClientId = Annotated[StoredStr, Field(min_length=1, max_length=255)]
 Metadata = Annotated[dict[str, Any], AfterValidator(storable_json)]
@@ -125,9 +130,11 @@ class QuerySpec(_Strict):
 class ChunkingOptions(_Strict):
     """Long documents are split into overlapping token windows, each scored beside the query."""
 
-    enabled: bool = Field(True, description="false: a long document is truncated, as FlagEmbedding does.")
-    max_tokens: int = Field(512, ge=16, le=8192, description="Document tokens per window.")
-    overlap: int = Field(64, ge=0, description="Tokens shared by consecutive windows.")
+    enabled: StrictBool = Field(
+        True, description="false: a long document is truncated, as FlagEmbedding does."
+    )
+    max_tokens: StrictInt = Field(512, ge=16, le=8192, description="Document tokens per window.")
+    overlap: StrictInt = Field(64, ge=0, description="Tokens shared by consecutive windows.")
     aggregate: Literal["max", "mean", "first"] = Field(
         "max", description="Windows' raw scores -> document's."
     )
@@ -156,18 +163,24 @@ def _http_url(url: str | None) -> str | None:
 
 
 class JobOptions(_Strict):
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
-    top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
-    max_length: int = Field(
+    threshold: StrictFloat = Field(
+        0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold."
+    )
+    top_k: StrictInt | None = Field(
+        None, ge=1, le=SQL_INT_MAX, description="Return at most this many results per query."
+    )
+    max_length: StrictInt = Field(
         1024,
         ge=16,
         le=8192,
         description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024), cut to what the"
         " model reads (the job's effective_max_length).",
     )
-    normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
+    normalize: StrictBool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
-    clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
+    clean_html: StrictBool = Field(
+        True, description="Strip tags, comments and control characters before scoring."
+    )
     callback_url: Annotated[StoredStr | None, AfterValidator(_http_url)] = Field(
         None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
     )

@@ -1,14 +1,14 @@
 """/v1/collections: upload a knowledge base once (JSONL, streamed), look at it, delete it."""
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from api import deps
-from api.schemas import CollectionList, CollectionOut, DocumentsPage, ErrorOut
+from api.schemas import ERROR_RESPONSES, CollectionList, CollectionOut, DocumentsPage
 from api.streams import JSON_LINES, NDJSON, content_type, spool, store_lines
 from worker import collection, service
 from worker.config import Settings
@@ -18,7 +18,7 @@ from worker.uploads import CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 DbSession = Annotated[Session, Depends(deps.session)]
-errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 413, 422)}
+errors = ERROR_RESPONSES
 BODY = {
     "requestBody": {
         "content": {

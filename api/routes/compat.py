@@ -30,7 +30,7 @@ SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
 COHERE_ROUTES = ("/v2/rerank", "/v1/rerank")
 errors: dict[int | str, dict[str, Any]] = {
     code: {"description": "{message, field} (TEI route: {error, field, details}); 504 adds job_id"}
-    for code in (422, 500, 503, 504)
+    for code in (400, 408, 413, 415, 422, 500, 503, 504)
 }
 
 

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 
 from api import deps
 from api.limits import CheckedRoute
-from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
+from api.schemas import ERROR_RESPONSES, BatchErrors, JobList, JobOut, ResultsPage
 from worker import export, service
 from worker.config import Settings
 from worker.cursors import Cursors
@@ -25,7 +25,7 @@ from worker.stalls import StallCheck
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 DbSession = Annotated[Session, Depends(deps.session)]
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
-errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
+errors = ERROR_RESPONSES
 
 
 # The JSONL form of POST /v1/jobs (api.routes.job_files) described beside the JSON one.
