@@ -3,7 +3,6 @@ that is not UTF-8 or nests too deep. Each refusal is an
 error in the documented shape (api.app maps them), never a 500 and never a held connection."""
 
 import asyncio
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -14,21 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.config import Settings
 from worker.errors import InvalidInput
-
-# A JSON string, escapes included (written so the regex never backtracks).
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-
-
-def json_depth(body: bytes) -> int:
-    """How deeply `body`'s arrays and objects nest, from its brackets outside strings: found
-    before parsing, so a body nested 10,000 deep costs a scan, not a recursion."""
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
-    depth = deepest = 0
-    for byte in brackets:
-        depth += 1 if byte in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+from worker.spec import too_deep
 
 
 def is_json(content_type: str | None) -> bool:
@@ -45,11 +30,8 @@ def check_json_body(body: bytes, max_depth: int) -> None:
             f"body is not UTF-8 (byte {error.start}: {error.reason}); JSON bodies must be UTF-8",
             field="body",
         ) from error
-    # Fewer brackets than the limit cannot nest past it: most bodies skip the scan.
-    if body.count(b"[") + body.count(b"{") > max_depth and (depth := json_depth(body)) > max_depth:
-        raise InvalidInput(
-            f"body nests {depth} levels deep; the limit is {max_depth} (RERANK_MAX_JSON_DEPTH)", field="body"
-        )
+    if why := too_deep(body, max_depth):
+        raise InvalidInput(f"body {why}", field="body")
 
 
 class CheckedRoute(APIRoute):

@@ -96,6 +96,30 @@ def too_long(document: DocumentSpec, limit: int) -> str | None:
     return f"document has {len(document.text)} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)"
 
 
+# A JSON string, escapes included (written so the regex never backtracks).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply a JSON text's arrays and objects nest, from its brackets outside strings: found
+    before parsing, so a text nested 10,000 deep costs a scan, not a recursion."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def too_deep(raw: bytes, limit: int) -> str | None:
+    """Why a JSON text is refused for its nesting (deeper than `limit`), or None."""
+    # Fewer brackets than the limit cannot nest past it: most texts skip the scan.
+    if raw.count(b"[") + raw.count(b"{") <= limit or (depth := json_depth(raw)) <= limit:
+        return None
+    return f"nests {depth} levels deep; the limit is {limit} (RERANK_MAX_JSON_DEPTH)"
+
+
 def _not_blank(text: str) -> str:
     if not text.strip():
         raise PydanticCustomError("blank_text", "query text must not be blank")

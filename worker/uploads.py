@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from worker import store
+from worker.config import Settings
 from worker.errors import InvalidInput
 from worker.jobfile import line_error
 from worker.jobs import NewJob
 from worker.models import Collection, CollectionDocument
-from worker.spec import DocumentSpec, QuerySpec, too_long
+from worker.spec import DocumentSpec, QuerySpec, too_deep, too_long
 from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
@@ -25,9 +26,10 @@ class CollectionUpload:
     """A collection being uploaded, a block of lines at a time: good lines are stored, bad ones
     are reported by line number and skipped; memory stays bounded by the block."""
 
-    def __init__(self, session: Session, name: str | None, max_document_chars: int) -> None:
+    def __init__(self, session: Session, name: str | None, settings: Settings) -> None:
         self.session = session
-        self.max_document_chars = max_document_chars
+        self.max_document_chars = settings.max_document_chars
+        self.max_json_depth = settings.max_json_depth
         self.collection = Collection(id=uuid4().hex, name=name, documents=0, error_count=0, errors=[])
         self.errors: list[LineError] = []
         session.add(self.collection)
@@ -37,6 +39,9 @@ class CollectionUpload:
         rows: dict[str, dict[str, Any]] = {}
         for number, raw in lines:
             if not raw.strip():
+                continue
+            if why := too_deep(raw, self.max_json_depth):
+                self._reject(line_error(number, f"the line {why}"))
                 continue
             try:
                 document = DocumentSpec.model_validate_json(raw)
@@ -90,9 +95,10 @@ class JobUpload:
     """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
     format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
 
-    def __init__(self, job: NewJob, max_document_chars: int) -> None:
+    def __init__(self, job: NewJob, settings: Settings) -> None:
         self.job = job
-        self.max_document_chars = max_document_chars
+        self.max_document_chars = settings.max_document_chars
+        self.max_json_depth = settings.max_json_depth
         self.query_lines: dict[str, int] = {}  # query id -> the line it came on
 
     def add(self, lines: Sequence[Line]) -> None:
@@ -100,6 +106,8 @@ class JobUpload:
         for number, raw in lines:
             if not raw.strip():
                 continue
+            if why := too_deep(raw, self.max_json_depth):
+                raise InvalidInput(f"line {number}: the line {why}", field="body")
             try:
                 query = QuerySpec.model_validate_json(raw)
             except ValidationError as error:

@@ -44,7 +44,7 @@ async def upload_collection(
     bad lines are reported by line number and skipped, the good ones kept."""
     body = await _body(request, settings.max_upload_bytes)
     return await store_lines(
-        partial(CollectionUpload, session, name, settings.max_document_chars),
+        partial(CollectionUpload, session, name, settings),
         body,
         session,
         settings.max_request_bytes,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +14,6 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from api import deps
-from api.limits import CheckedRoute
 from api.schemas import JobOut
 from api.streams import JSON_LINES, content_type, spool, store_lines
 from worker import service
@@ -24,7 +24,7 @@ from worker.spec import JobOptions
 from worker.uploads import JobUpload
 
 
-class JsonLinesRoute(CheckedRoute):
+class JsonLinesRoute(APIRoute):
     """A route that matches JSONL bodies only, so the same path serves JSON by another route."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -60,7 +60,7 @@ async def submit_job_file(
     body = await spool(request.stream(), settings.max_upload_bytes)
 
     def start() -> JobUpload:
-        return JobUpload(NewJob(session, settings, job_options, priority), settings.max_document_chars)
+        return JobUpload(NewJob(session, settings, job_options, priority), settings)
 
     job_id = await store_lines(start, body, session, settings.max_request_bytes)
     return await run_in_threadpool(service.start_job, session, job_id, enqueue)

@@ -4,16 +4,20 @@ the framework's own errors, cross-site forms. Each case also checks that what wa
 it is still there, unchanged, and that the bad request created nothing."""
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.conftest import WorkerProcess, make_client
-from tests.integration.helpers import job_body, wait_for
+from tests.integration.conftest import WorkerProcess, make_app, make_client
+from tests.integration.helpers import job_body, serve, wait_for
 from worker.cursors import BIGINT_MAX, Cursors
+from worker.db import get_engine
 
 NDJSON = {"content-type": "application/x-ndjson"}
 SECRET = "test-cursor-secret"
@@ -127,15 +131,17 @@ def test_a_nul_in_a_jsonl_job_line_is_a_422_naming_the_line(
 def test_one_nul_line_in_a_collection_upload_is_reported_and_the_good_lines_kept(
     api: TestClient, accepted: dict[str, Any]
 ) -> None:
-    lines = [json.dumps({"id": f"n-{i}", "text": f"note {i}"}) for i in range(5)]
+    lines = [json.dumps({"id": f"n-{i}", "text": f"note {i}"}) for i in range(6)]
     lines[2] = json.dumps({"id": "n-2", "text": "broken\x00note"})
+    lines[4] = '{"id": "n-4", "text": "t", "metadata": {"k": ' + "[" * 20 + "]" * 20 + "}}"  # over 16 deep
     response = api.post("/v1/collections", content="\n".join(lines).encode(), headers=NDJSON)
     assert response.status_code == 201, response.text
     kb = response.json()
-    assert kb["documents"] == 4 and kb["error_count"] == 1
-    assert (kb["errors"][0]["line"], kb["errors"][0]["field"]) == (3, "text")
+    assert kb["documents"] == 4 and kb["error_count"] == 2
+    assert [(e["line"], e["field"]) for e in kb["errors"]] == [(3, "text"), (5, None)]
+    assert "RERANK_MAX_JSON_DEPTH" in kb["errors"][1]["error"]
     ids = [d["id"] for d in api.get(f"/v1/collections/{kb['id']}/documents").json()["documents"]]
-    assert ids == ["n-0", "n-1", "n-3", "n-4"]
+    assert ids == ["n-0", "n-1", "n-3", "n-5"]
     api.delete(f"/v1/collections/{kb['id']}")  # not part of what the fixture compares
 
 
@@ -270,3 +276,66 @@ def test_cors_answers_only_the_listed_origins(db_url: str, worker: WorkerProcess
         assert "access-control-allow-origin" not in other.headers
         preflight = {"origin": "https://evil.example", "access-control-request-method": "POST"}
         assert client.options("/v1/jobs", headers=preflight).status_code == 400
+
+
+class SlowUpload:
+    """A client uploading a collection a few bytes at a time over a raw socket."""
+
+    def __init__(self, base_url: str, body: bytes) -> None:
+        host, port = base_url.removeprefix("http://").split(":")
+        self.body = body
+        self.sent = 0
+        self.socket = socket.create_connection((host, int(port)))
+        head = (
+            f"POST /v1/collections HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-ndjson\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.socket.sendall(head.encode())
+
+    def send(self, size: int) -> None:
+        self.socket.sendall(self.body[self.sent : self.sent + size])
+        self.sent += size
+
+    def answer(self) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of the response (the connection is closed after it)."""
+        self.socket.settimeout(30)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < self._length(data):
+            chunk = self.socket.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.socket.close()
+        head, body = data.split(b"\r\n\r\n", 1)
+        return int(head.split()[1]), json.loads(body)
+
+    @staticmethod
+    def _length(data: bytes) -> int:
+        head = data.split(b"\r\n\r\n", 1)[0].decode().lower()
+        return next(
+            int(line.split(":")[1]) for line in head.splitlines() if line.startswith("content-length")
+        )
+
+
+def test_slow_uploads_hold_no_database_connection_and_a_stalled_one_gets_408(
+    db_url: str, worker: WorkerProcess, tiny_model: Path, accepted: dict[str, Any]
+) -> None:
+    app = make_app(db_url, worker.queue, str(tiny_model), body_read_timeout=1.5)
+    body = "\n".join(json.dumps({"id": f"s-{i}", "text": f"slow {i}"}) for i in range(3)).encode()
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        uploads = [SlowUpload(url, body) for _ in range(16)]
+        for _ in range(4):  # mid-body: each has sent a few bytes and waits to send more
+            for upload in uploads:
+                upload.send(3)
+            time.sleep(0.3)
+            assert get_engine(db_url).pool.checkedout() == 0
+            assert client.get(f"/v1/jobs/{accepted['job']['id']}").status_code == 200
+        stalled, finishing = uploads[0], uploads[1:]
+        for upload in finishing:
+            upload.send(len(body))
+        answers = [upload.answer() for upload in finishing]
+        assert {status for status, _ in answers} == {201} and all(a["documents"] == 3 for _, a in answers)
+        status, refused = stalled.answer()  # it sent nothing for body_read_timeout seconds
+        assert status == 408 and refused["field"] == "body" and "RERANK_BODY_READ_TIMEOUT" in refused["error"]
+        for _, made in answers:  # not part of what the fixture compares
+            assert client.delete(f"/v1/collections/{made['id']}").status_code == 204

@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from api.limits import check_json_body, json_depth
+from api.limits import check_json_body
 from worker.cursors import BIGINT_MAX, Cursors
 from worker.errors import InvalidInput
-from worker.spec import DocumentSpec, QuerySpec, storable
+from worker.spec import DocumentSpec, QuerySpec, json_depth, storable
 
 
 @given(st.text())
