@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from api.docs import serve_docs
 from api.limits import BodyReadTimeout
@@ -95,6 +96,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, exc.status_code, str(message), field, [], headers=exc.headers)
 
 
+def _stalled(request: Request, why: str) -> JSONResponse:
+    return _error(request, 408, why, "body", [])
+
+
+async def _client_left(request: Request, _: Exception) -> Response:
+    """The client went away (or stalled: api.limits) before its body was complete: nothing was
+    kept, and no one reads this answer."""
+    return Response(status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     """A fault of the API itself: logged with its traceback, answered in the documented shape."""
     logging.getLogger(__name__).error("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -152,12 +163,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
     app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(RerankError, _domain_error)
     for error in CONNECTION_ERRORS:
         app.add_exception_handler(error, _database_unreachable)
     app.middleware("http")(_body_limit(settings.max_request_bytes))
-    app.add_middleware(BodyReadTimeout, seconds=settings.body_read_timeout)
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_read_timeout, answer=_stalled)
     if settings.cors_origin_list:  # off unless origins are listed: no other site's page may call the API
         app.add_middleware(
             CORSMiddleware,

@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.config import Settings
@@ -51,30 +50,42 @@ class CheckedRoute(APIRoute):
 
 class BodyReadTimeout:
     """Answer 408 when a request body sends nothing for `seconds`: a stalled client costs a
-    coroutine until then, and nothing after it (uploads hold no database connection meanwhile)."""
+    coroutine until then, and nothing after it (uploads hold no database connection meanwhile).
+    The 408 is sent from here and the route is told the client left, so it stops reading; what
+    the route answers then is dropped."""
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, answer: Callable[[Request, str], Response]) -> None:
         self.app = app
         self.seconds = seconds
+        self.answer = answer  # the error in the documented shape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body_done = False
+        body_done = answered = started = False
 
         async def timed() -> Message:
-            nonlocal body_done
+            nonlocal body_done, answered
             if body_done:  # e.g. a streamed response listening for a disconnect
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.seconds)
             except TimeoutError:
-                raise HTTPException(
-                    408,
-                    f"no byte of the request body arrived for {self.seconds:g} s (RERANK_BODY_READ_TIMEOUT)",
-                ) from None
+                if not started:
+                    why = f"no byte of the body arrived for {self.seconds:g} s (RERANK_BODY_READ_TIMEOUT)"
+                    await self.answer(Request(scope), why)(scope, receive, send)
+                    answered = True
+                body_done = True
+                return {"type": "http.disconnect"}
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        await self.app(scope, timed, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, timed, guarded)
