@@ -45,8 +45,11 @@ class Trickle(threading.Thread):
         self.socket.sendall(f"{head}Content-Length: 1000000\r\n\r\n".encode())
 
     def run(self) -> None:
-        while not self.stop.wait(1.0):
-            self.socket.sendall(b"{")
+        try:
+            while not self.stop.wait(1.0):
+                self.socket.sendall(b"{")
+        except OSError:  # answered (an error) and closed by the API: this client is done
+            pass
         self.socket.close()
 
 
@@ -62,7 +65,7 @@ AND now() - state_change > interval '1 second'"""
 @dataclass
 class Polls:
     spent: list[float] = field(default_factory=list)  # seconds per poll, failed ones included
-    failed: int = 0  # polls not answered 200 (a 500 after waiting for a pooled connection)
+    failed: int = 0  # polls not answered 200 (e.g. a 500 after waiting for a pooled connection)
     held: int = 0  # most connections idle in transaction for over a second, seen between polls
 
 
@@ -71,9 +74,12 @@ def poll(client: httpx.Client, job_id: str, requests: int, database: str) -> Pol
     with psycopg.connect(database, autocommit=True) as watch:
         for _ in range(requests):
             started = time.perf_counter()
-            status = client.get(f"/v1/jobs/{job_id}").status_code
+            try:
+                ok = client.get(f"/v1/jobs/{job_id}").status_code == 200
+            except httpx.TransportError:  # the connection was dropped
+                ok = False
             polls.spent.append(time.perf_counter() - started)
-            polls.failed += status != 200
+            polls.failed += not ok
             row = watch.execute(HELD, (DATABASE,)).fetchone()
             polls.held = max(polls.held, row[0] if row else 0)
     return polls
