@@ -1,15 +1,19 @@
 """create_app(): the FastAPI application, its routers and the one place errors become responses."""
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from api.docs import serve_docs
+from api.limits import BodyReadTimeout
 from api.metrics import ApiMetrics
 from api.pages import routes as pages
 from api.retention import retention
@@ -40,7 +44,7 @@ def _error(
     message: str,
     field: str | None,
     details: list[dict[str, Any]],
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: str,
 ) -> JSONResponse:
     """Errors as the caller's client expects them: Cohere's {message} on its routes, rerankq's
@@ -78,6 +82,40 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
         return pages.error_page(request, exc)
     extra = {"job_id": exc.job_id} if isinstance(exc, WaitTimeout) else {}
     return _error(request, exc.status_code, exc.message, exc.field, [], exc.headers(), **extra)
+
+
+# The framework's own errors that are about the request body (a malformed multipart form, a body
+# that stopped arriving, one too large): their field is `body`.
+_BODY_STATUSES = {400, 408, 411, 413, 415}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The framework's errors (no such route, method not allowed, a malformed form, a stalled
+    body) in the documented shape, with their headers (e.g. Allow)."""
+    assert isinstance(exc, HTTPException)
+    message = (
+        f"{exc.detail}: {request.method} {request.url.path}" if exc.status_code in (404, 405) else exc.detail
+    )
+    field = "body" if exc.status_code in _BODY_STATUSES else None
+    return _error(request, exc.status_code, str(message), field, [], headers=exc.headers)
+
+
+def _stalled(request: Request, why: str) -> JSONResponse:
+    return _error(request, 408, why, "body", [])
+
+
+async def _client_left(request: Request, _: Exception) -> Response:
+    """The client went away (or stalled: api.limits) before its body was complete: nothing was
+    kept, and no one reads this answer."""
+    return Response(status_code=400)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A fault of the API itself: logged with its traceback, answered in the documented shape."""
+    logging.getLogger(__name__).error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(
+        request, 500, f"internal error ({type(exc).__name__}); the API's log has its traceback", None, []
+    )
 
 
 # Seconds a client is told to wait when the database is unreachable (a restart takes about this long).
@@ -132,10 +170,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_left)
+    app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(RerankError, _domain_error)
     for error in CONNECTION_ERRORS:
         app.add_exception_handler(error, _database_unreachable)
     app.middleware("http")(_body_limit(settings.max_request_bytes))
+    app.add_middleware(BodyReadTimeout, seconds=settings.body_read_timeout, answer=_stalled)
+    if settings.cors_origin_list:  # off unless origins are listed: no other site's page may call the API
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"],
+        )
     app.state.metrics = ApiMetrics(compat.SYNC_ROUTES)
     app.middleware("http")(app.state.metrics.middleware())  # outermost: it sees every answer
     app.state.settings = settings

@@ -4,9 +4,9 @@ Fields those clients send that rerankq has no use for are accepted and ignored."
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.spec import QueryText
+from worker.spec import SQL_INT_MAX, QueryText, StoredStr
 
 
 class _ClientRequest(BaseModel):
@@ -14,13 +14,15 @@ class _ClientRequest(BaseModel):
 
 
 class TextDocument(_ClientRequest):
-    text: StrictStr
+    text: StoredStr
 
 
 # Their number (RERANK_SYNC_MAX_DOCUMENTS) and length (RERANK_MAX_DOCUMENT_CHARS) are checked
 # against the app's settings when the job is made (worker.sync.submit).
-Documents = Annotated[list[StrictStr], Field(min_length=1)]
-TopN = Annotated[int | None, Field(None, ge=1, description="Return the best top_n documents only.")]
+Documents = Annotated[list[StoredStr], Field(min_length=1)]
+TopN = Annotated[
+    StrictInt | None, Field(None, ge=1, le=SQL_INT_MAX, description="Return the best top_n documents only.")
+]
 
 
 class CohereV2Request(_ClientRequest):
@@ -28,19 +30,22 @@ class CohereV2Request(_ClientRequest):
     query: QueryText
     documents: Documents
     top_n: TopN = None
-    max_tokens_per_doc: int | None = Field(
-        None, ge=1, description="Tokens per scored (query, document) window (capped at RERANK_MAX_LENGTH)."
+    max_tokens_per_doc: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=SQL_INT_MAX,
+        description="Tokens per scored (query, document) window (capped at RERANK_MAX_LENGTH).",
     )
 
 
 class CohereV1Request(_ClientRequest):
     model: str | None = Field(None, description="Accepted and ignored: the workers' model scores.")
     query: QueryText
-    documents: list[StrictStr | TextDocument] = Field(
+    documents: list[StoredStr | TextDocument] = Field(
         min_length=1, description="Strings, or objects with a text field."
     )
     top_n: TopN = None
-    return_documents: bool = Field(False, description="Each result carries document: {text}.")
+    return_documents: StrictBool = Field(False, description="Each result carries document: {text}.")
 
     def texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
@@ -49,9 +54,9 @@ class CohereV1Request(_ClientRequest):
 class TeiRequest(_ClientRequest):
     query: QueryText
     texts: Documents
-    raw_scores: bool = Field(False, description="score is the raw logit instead of its sigmoid.")
-    return_text: bool = Field(False, description="Each result carries its text.")
-    truncate: bool | None = Field(
+    raw_scores: StrictBool = Field(False, description="score is the raw logit instead of its sigmoid.")
+    return_text: StrictBool = Field(False, description="Each result carries its text.")
+    truncate: StrictBool | None = Field(
         None, description="true: truncate long texts; otherwise they are read whole, in windows."
     )
     truncation_direction: Literal["Right", "right"] = Field("Right", description="Only Right is supported.")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from worker import keys
 from worker.config import Settings
+from worker.cursors import Cursors
 from worker.db import session_factory
 from worker.errors import Forbidden, Unauthenticated
 from worker.idempotency import HEADER, RequestKey
@@ -30,6 +31,11 @@ SAFE_METHODS = ("GET", "HEAD")
 def settings(request: Request) -> Settings:
     configured: Settings = request.app.state.settings
     return configured
+
+
+def cursors(request: Request) -> Cursors:
+    """Signs results cursors under RERANK_CURSOR_SECRET (or this process's own key)."""
+    return Cursors.from_secret(settings(request).cursor_secret)
 
 
 def queue(request: Request) -> JobQueue:

@@ -2,6 +2,8 @@
 Requests are worker.spec's models, shared with the CLI; a job, a page of results and a collection
 are worker.views' models, which the service returns; the rest is defined here."""
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
@@ -53,6 +55,15 @@ class ErrorOut(BaseModel):
     error: str = Field(description="What went wrong, in one sentence.")
     field: str | None = Field(description="The input at fault, e.g. queries.0.documents.2.id.")
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+# What any route of the JSON API may be refused with, in ErrorOut's shape: its own errors (404, 409,
+# 422, 503), the key's (no valid key 401, a quota spent 429) and those of the framework and the
+# limits (a malformed body 400, a stalled one 408, one too large 413, of a media type the route does
+# not read 415).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 408, 409, 413, 415, 422, 429, 503)
+}
 
 
 class WorkerList(BaseModel):

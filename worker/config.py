@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 2**20, ge=1024, description="Largest JSON body and JSONL line (413 above)."
     )
+    max_upload_bytes: int = Field(
+        4 * 2**30, ge=1024, description="Largest streamed upload (a JSONL job or collection; 413 above)."
+    )
+    max_json_depth: int = Field(
+        32, ge=4, le=512, description="Deepest nesting of a JSON body's arrays and objects (422 deeper)."
+    )
+    body_read_timeout: float = Field(
+        30, gt=0, description="Seconds a request body may send nothing before it is answered 408."
+    )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins whose pages may call the API from a browser (empty: none).",
+    )
     tenant_queued_batches: int = Field(
         8,
         ge=1,
@@ -68,6 +81,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds a synchronous rerank request waits for its job (504 after)."
     )
     webhook_secret: str = Field("", description="HMAC-SHA256 key of X-Rerankq-Signature (empty: unsigned).")
+    cursor_secret: str = Field(
+        "",
+        description="HMAC-SHA256 key of results cursors (empty: a random key per API process, so a"
+        " cursor ends with its process; set one when several API processes serve the same database).",
+    )
     webhook_max_attempts: int = Field(8, ge=1, description="Tries of one webhook delivery before giving up.")
     webhook_backoff: float = Field(
         2.0, gt=0, description="Seconds before the first retry of a webhook; doubled after each failure."
@@ -111,6 +129,10 @@ class Settings(BaseSettings):
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."
     )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @field_validator("database_url")
     @classmethod

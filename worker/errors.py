@@ -71,6 +71,18 @@ class InvalidInput(RerankError):
     status_code = 422
 
 
+class UnsupportedMediaType(RerankError):
+    """A body of a media type the route does not read (uploads: JSONL or a multipart form)."""
+
+    status_code = 415
+
+
+class TooLarge(RerankError):
+    """A body, or one line of an upload, over its size limit."""
+
+    status_code = 413
+
+
 def is_connection_error(error: BaseException) -> bool:
     """Whether `error` means the database could not be reached (a transient outage, retried), as
     opposed to a fault of the work itself."""

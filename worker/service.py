@@ -1,8 +1,6 @@
 """Use-cases shared by the HTTP API and the CLI: submit a job, look at it, cancel it, page through
 and export its results."""
 
-import base64
-import binascii
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from worker import collection, heartbeats, idempotency, store
 from worker.config import Settings
+from worker.cursors import PROCESS_CURSORS, Cursors
 from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
 from worker.idempotency import RequestKey
 from worker.jobs import NewJob, Stored
@@ -228,18 +227,6 @@ def list_workers(session: Session, worker_timeout: float) -> list[WorkerOut]:
     ]
 
 
-def _encode_cursor(query_pk: int, rank: int) -> str:
-    return base64.urlsafe_b64encode(f"{query_pk}.{rank}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        query_pk, rank = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
-        return int(query_pk), int(rank)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from error
-
-
 def results_page(
     session: Session,
     job_id: str,
@@ -248,16 +235,17 @@ def results_page(
     cursor: str | None = None,
     include_chunks: bool = False,
     caller: Caller = TRUSTED,
+    cursors: Cursors = PROCESS_CURSORS,
 ) -> ResultsPage:
-    """One page of ranked results (by query, then rank) and the cursor of the next page, if any;
-    `include_chunks` adds every window's span and raw score."""
+    """One page of ranked results (by query, then rank) and the cursor of the next page, if any,
+    signed by `cursors` for this job; `include_chunks` adds every window's span and raw score."""
     options = _finished_job(session, job_id, query_id, caller).options
-    after = _decode_cursor(cursor) if cursor else None
+    after = cursors.decode(job_id, cursor) if cursor else None
     rows = store.results_page(session, job_id, query_id, options.top_k, after, limit + 1)
     last = rows[limit - 1] if len(rows) > limit else None
     return ResultsPage(
         results=[ResultOut.from_ranked(row, options, include_chunks) for row in rows[:limit]],
-        next_cursor=_encode_cursor(last.query_pk, last.rank) if last else None,
+        next_cursor=cursors.encode(job_id, (last.query_pk, last.rank)) if last else None,
     )
 
 

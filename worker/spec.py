@@ -1,6 +1,7 @@
 """What a client may submit: a rerank job's queries, documents and options (validated once, here,
 for the HTTP API and the CLI alike). Errors name the field, e.g. queries.0.documents.3.id."""
 
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -10,7 +11,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StrictStr,
+    StringConstraints,
     Tag,
     field_validator,
     model_validator,
@@ -19,7 +24,46 @@ from pydantic_core import PydanticCustomError
 
 from worker.lifecycle import Priority
 
-ClientId = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+# What PostgreSQL's text cannot hold (NUL) and UTF-8 cannot encode (a lone surrogate, which a JSON
+# body can spell as \ud800): refused here, naming the field, before the database refuses it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """`text` if the database can store it; else a validation error saying which character."""
+    if found := _UNSTORABLE.search(text):
+        what = "a NUL character (\\u0000)" if found.group() == "\x00" else "a lone UTF-16 surrogate"
+        raise PydanticCustomError(
+            "unstorable_character",
+            "must not contain {what} (character {at})",
+            {"what": what, "at": found.start()},
+        )
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """`value` (user metadata) if every key and string in it is storable, walked without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+# The largest integer a SQL INTEGER holds: counts a client gives (top_k) are compared with ranks there.
+SQL_INT_MAX = 2**31 - 1
+StoredStr = Annotated[StrictStr, AfterValidator(storable)]
+ClientId = Annotated[StoredStr, Field(min_length=1, max_length=255)]
+Metadata = Annotated[dict[str, Any], AfterValidator(storable_json)]
+# A path or query parameter of the HTTP API (a job id, a query id, a cursor, a name): checked as
+# body fields are, so a NUL in a URL is a 422 naming the parameter.
+ParamStr = Annotated[str, StringConstraints(max_length=255), AfterValidator(storable)]
 
 
 class _Strict(BaseModel):
@@ -41,8 +85,8 @@ def _unique_ids(items: list[Any], what: str) -> list[Any]:
 
 class DocumentSpec(_Strict):
     id: ClientId
-    text: StrictStr
-    metadata: dict[str, Any] | None = None
+    text: StoredStr
+    metadata: Metadata | None = None
 
 
 def too_long(document: DocumentSpec, limit: int) -> str | None:
@@ -52,13 +96,37 @@ def too_long(document: DocumentSpec, limit: int) -> str | None:
     return f"document has {len(document.text)} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)"
 
 
+# A JSON string, escapes included (written so the regex never backtracks).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply a JSON text's arrays and objects nest, from its brackets outside strings: found
+    before parsing, so a text nested 10,000 deep costs a scan, not a recursion."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def too_deep(raw: bytes, limit: int) -> str | None:
+    """Why a JSON text is refused for its nesting (deeper than `limit`), or None."""
+    # Fewer brackets than the limit cannot nest past it: most texts skip the scan.
+    if raw.count(b"[") + raw.count(b"{") <= limit or (depth := json_depth(raw)) <= limit:
+        return None
+    return f"nests {depth} levels deep; the limit is {limit} (RERANK_MAX_JSON_DEPTH)"
+
+
 def _not_blank(text: str) -> str:
     if not text.strip():
         raise PydanticCustomError("blank_text", "query text must not be blank")
     return text
 
 
-QueryText = Annotated[StrictStr, Field(min_length=1), AfterValidator(_not_blank)]
+QueryText = Annotated[StoredStr, Field(min_length=1), AfterValidator(_not_blank)]
 PriorityField = Field(
     None,
     description="high | normal | low; default normal, low for jobs over RERANK_LOW_PRIORITY_PAIRS pairs.",
@@ -86,9 +154,11 @@ class QuerySpec(_Strict):
 class ChunkingOptions(_Strict):
     """Long documents are split into overlapping token windows, each scored beside the query."""
 
-    enabled: bool = Field(True, description="false: a long document is truncated, as FlagEmbedding does.")
-    max_tokens: int = Field(512, ge=16, le=8192, description="Document tokens per window.")
-    overlap: int = Field(64, ge=0, description="Tokens shared by consecutive windows.")
+    enabled: StrictBool = Field(
+        True, description="false: a long document is truncated, as FlagEmbedding does."
+    )
+    max_tokens: StrictInt = Field(512, ge=16, le=8192, description="Document tokens per window.")
+    overlap: StrictInt = Field(64, ge=0, description="Tokens shared by consecutive windows.")
     aggregate: Literal["max", "mean", "first"] = Field(
         "max", description="Windows' raw scores -> document's."
     )
@@ -117,19 +187,25 @@ def _http_url(url: str | None) -> str | None:
 
 
 class JobOptions(_Strict):
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold.")
-    top_k: int | None = Field(None, ge=1, description="Return at most this many results per query.")
-    max_length: int = Field(
+    threshold: StrictFloat = Field(
+        0.5, ge=0.0, le=1.0, description="A result is relevant when score > threshold."
+    )
+    top_k: StrictInt | None = Field(
+        None, ge=1, le=SQL_INT_MAX, description="Return at most this many results per query."
+    )
+    max_length: StrictInt = Field(
         1024,
         ge=16,
         le=8192,
         description="Tokens per (query, document) pair (default RERANK_MAX_LENGTH, 1024), cut to what the"
         " model reads (the job's effective_max_length).",
     )
-    normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
+    normalize: StrictBool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
-    clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
-    callback_url: Annotated[StrictStr | None, AfterValidator(_http_url)] = Field(
+    clean_html: StrictBool = Field(
+        True, description="Strip tags, comments and control characters before scoring."
+    )
+    callback_url: Annotated[StoredStr | None, AfterValidator(_http_url)] = Field(
         None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
     )
 

@@ -16,7 +16,7 @@ from worker.idempotency import Fingerprint, RequestKey
 from worker.jobfile import line_error
 from worker.jobs import NewJob, Stored, commit
 from worker.models import Collection, CollectionDocument
-from worker.spec import DocumentSpec, QuerySpec, too_long
+from worker.spec import DocumentSpec, QuerySpec, too_deep, too_long
 from worker.tenancy import TRUSTED, Caller
 from worker.views import CollectionOut, LineError
 
@@ -39,6 +39,7 @@ class CollectionUpload:
         self.session = session
         self.settings = settings
         self.max_document_chars = settings.max_document_chars
+        self.max_json_depth = settings.max_json_depth
         self.collection = Collection(
             id=uuid4().hex, name=name, documents=0, error_count=0, errors=[], tenant=caller.tenant
         )
@@ -54,6 +55,9 @@ class CollectionUpload:
             if self.request_key is not None:
                 self.fingerprint.add(raw)
             if not raw.strip():
+                continue
+            if why := too_deep(raw, self.max_json_depth):
+                self._reject(line_error(number, f"the line {why}"))
                 continue
             try:
                 document = DocumentSpec.model_validate_json(raw)
@@ -115,9 +119,10 @@ class JobUpload:
     """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
     format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
 
-    def __init__(self, job: NewJob, max_document_chars: int) -> None:
+    def __init__(self, job: NewJob, settings: Settings) -> None:
         self.job = job
-        self.max_document_chars = max_document_chars
+        self.max_document_chars = settings.max_document_chars
+        self.max_json_depth = settings.max_json_depth
         self.query_lines: dict[str, int] = {}  # query id -> the line it came on
 
     def add(self, lines: Sequence[Line]) -> None:
@@ -125,6 +130,8 @@ class JobUpload:
         for number, raw in lines:
             if not raw.strip():
                 continue
+            if why := too_deep(raw, self.max_json_depth):
+                raise InvalidInput(f"line {number}: the line {why}", field="body")
             try:
                 query = QuerySpec.model_validate_json(raw)
             except ValidationError as error:

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from api import deps
 from api.pages.cards import Card, cards
 from worker import service
+from worker.cursors import Cursors
 from worker.errors import RerankError
 from worker.lifecycle import FINISHED, Priority
+from worker.spec import ParamStr
 from worker.tenancy import Caller
 from worker.views import JobOut, QueryOut
 
@@ -77,14 +79,14 @@ class ResultsView:
 
 
 def _results(
-    session: Session, job: JobOut, query_id: str | None, cursor: str | None, caller: Caller
+    session: Session, job: JobOut, query_id: str | None, cursor: str | None, caller: Caller, cursors: Cursors
 ) -> ResultsView:
     """The results view of a job `caller` was already found to see."""
     queries = service.job_queries(session, job.id, PICKER_QUERIES, caller=caller)
     query_id = query_id or (queries[0].id if queries else None)
     if query_id is None:
         return ResultsView(queries, None, [], None)
-    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor, caller=caller)
+    page = service.results_page(session, job.id, query_id, PAGE_SIZE, cursor, caller=caller, cursors=cursors)
     query = next((q for q in queries if q.id == query_id), None)
     query = query or service.job_queries(session, job.id, 1, query_id, caller)[0]  # one beyond the picker's
     shown = [result.document_id for result in page.results]
@@ -95,16 +97,17 @@ def _results(
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(
     request: Request,
-    job_id: str,
+    job_id: ParamStr,
     session: DbSession,
     caller: deps.CallerDep,
-    query_id: str | None = None,
-    cursor: str | None = None,
+    cursors: Annotated[Cursors, Depends(deps.cursors)],
+    query_id: ParamStr | None = None,
+    cursor: ParamStr | None = None,
     view: Annotated[str, Query(pattern="^(cards|table)$")] = "cards",
 ) -> HTMLResponse:
     """A job: live progress while it runs; once finished, a page of one query's ranked results."""
     job = service.job_status(session, job_id, caller=caller)
-    results = _results(session, job, query_id, cursor, caller) if job.status in FINISHED else None
+    results = _results(session, job, query_id, cursor, caller, cursors) if job.status in FINISHED else None
     return _render(
         request, "job.html", job=job, view=view, cursor=cursor, page_size=PAGE_SIZE, results=results
     )
@@ -118,7 +121,7 @@ def collections_page(request: Request, session: DbSession, caller: deps.CallerDe
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
 def collection_page(
-    request: Request, collection_id: str, session: DbSession, caller: deps.CallerDep
+    request: Request, collection_id: ParamStr, session: DbSession, caller: deps.CallerDep
 ) -> HTMLResponse:
     found = service.get_collection(session, collection_id, caller)
     return _render(request, "collection.html", collection=found)

@@ -21,15 +21,16 @@ from api.compat_schemas import (
     TeiResult,
     TextDocument,
 )
+from api.limits import CheckedRoute
 from worker import service, sync
 from worker.config import Settings
 
-router = APIRouter(tags=["rerank"])
+router = APIRouter(tags=["rerank"], route_class=CheckedRoute)
 SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
 COHERE_ROUTES = ("/v2/rerank", "/v1/rerank")
 errors: dict[int | str, dict[str, Any]] = {
     code: {"description": "{message, field} (TEI route: {error, field, details}); 504 adds job_id"}
-    for code in (401, 422, 429, 500, 503, 504)
+    for code in (400, 401, 408, 413, 415, 422, 429, 500, 503, 504)
 }
 
 

@@ -15,7 +15,7 @@ from starlette.types import Scope
 
 from api import deps
 from api.schemas import JobOut
-from api.streams import store_lines
+from api.streams import JSON_LINES, content_type, spool, store_lines
 from worker import service
 from worker.config import Settings
 from worker.idempotency import RequestKey
@@ -24,22 +24,13 @@ from worker.lifecycle import Priority
 from worker.spec import JobOptions
 from worker.uploads import JobUpload
 
-NDJSON = "application/x-ndjson"
-
-
-def content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"content-type":
-            return value.decode("latin-1").split(";")[0].strip().lower()
-    return ""
-
 
 class JsonLinesRoute(APIRoute):
     """A route that matches JSONL bodies only, so the same path serves JSON by another route."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
-        if match == Match.FULL and content_type(scope) != NDJSON:
+        if match == Match.FULL and content_type(scope) not in JSON_LINES:
             return Match.NONE, {}
         return match, child
 
@@ -70,11 +61,14 @@ async def submit_job_file(
 ) -> JobOut:
     """A streamed job file; a bad line rejects the job (422 naming the line), nothing is kept.
     A repeated Idempotency-Key answers 200 with the first request's job."""
-    job = await run_in_threadpool(
-        NewJob, session, settings, _options(options), priority, None, False, caller, request_key
-    )
-    upload = JobUpload(job, settings.max_document_chars)
-    stored = await store_lines(upload, request.stream(), session, settings.max_request_bytes)
+    job_options = _options(options)
+    body = await spool(request.stream(), settings.max_upload_bytes)
+
+    def start() -> JobUpload:
+        job = NewJob(session, settings, job_options, priority, None, False, caller, request_key)
+        return JobUpload(job, settings)
+
+    stored = await store_lines(start, body, session, settings.max_request_bytes)
     accepted = await run_in_threadpool(service.start_job, session, stored, enqueue)
     if accepted.replayed:
         response.status_code = 200

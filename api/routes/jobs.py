@@ -13,22 +13,22 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from api import deps
-from api.schemas import BatchErrors, ErrorOut, JobList, JobOut, ResultsPage
+from api.limits import CheckedRoute
+from api.schemas import ERROR_RESPONSES, BatchErrors, JobList, JobOut, ResultsPage
 from worker import export, service
 from worker.config import Settings
+from worker.cursors import Cursors
 from worker.idempotency import RequestKey
 from worker.lifecycle import JobStatus
-from worker.spec import AnyJobSpec
+from worker.spec import AnyJobSpec, ParamStr
 from worker.stalls import StallCheck
 from worker.tenancy import Caller
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 DbSession = Annotated[Session, Depends(deps.session)]
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
 CallerDep = deps.CallerDep
-errors: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 409, 422, 429, 503)
-}
+errors = ERROR_RESPONSES
 
 
 # The JSONL form of POST /v1/jobs (api.routes.job_files) described beside the JSON one.
@@ -103,14 +103,14 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: str, session: DbSession, stalls: Stalls, caller: CallerDep) -> JobOut:
+def get_job(job_id: ParamStr, session: DbSession, stalls: Stalls, caller: CallerDep) -> JobOut:
     """Status, progress (counts, rate, ETA), whether and why it stalled, and timestamps of a job."""
     return service.job_status(session, job_id, stalls, caller)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)
 def cancel_job(
-    job_id: str,
+    job_id: ParamStr,
     session: DbSession,
     on_finished: Annotated[service.Finished, Depends(deps.on_finished)],
     caller: CallerDep,
@@ -120,14 +120,14 @@ def cancel_job(
 
 
 @router.delete("/{job_id}", status_code=204, responses=errors)
-def delete_job(job_id: str, session: DbSession, caller: CallerDep) -> None:
+def delete_job(job_id: ParamStr, session: DbSession, caller: CallerDep) -> None:
     """Delete a finished job with its results (409 while it runs: cancel it first)."""
     service.delete_job(session, job_id, caller)
 
 
 @router.get("/{job_id}/errors", response_model=BatchErrors, responses=errors)
 def batch_errors(
-    job_id: str, session: DbSession, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    job_id: ParamStr, session: DbSession, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> BatchErrors:
     """The job's failed batches and why each failed (its `error` names the first)."""
     return BatchErrors(errors=service.batch_errors(session, job_id, limit, caller))
@@ -137,17 +137,18 @@ def batch_errors(
     "/{job_id}/results", response_model=ResultsPage, response_model_exclude_unset=True, responses=errors
 )
 def get_results(
-    job_id: str,
+    job_id: ParamStr,
     session: DbSession,
     caller: CallerDep,
-    query_id: str | None = None,
+    cursors: Annotated[Cursors, Depends(deps.cursors)],
+    query_id: ParamStr | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    cursor: str | None = None,
+    cursor: ParamStr | None = None,
     include_chunks: bool = False,
 ) -> ResultsPage:
     """Ranked results, ordered by query then rank, a page at a time; include_chunks=true adds
     every window's span and raw score."""
-    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks, caller)
+    return service.results_page(session, job_id, query_id, limit, cursor, include_chunks, caller, cursors)
 
 
 _EXPORTS = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -171,7 +172,7 @@ def _streamed(kind: str) -> dict[int | str, dict[str, Any]]:
 
 @router.get("/{job_id}/results.jsonl", response_class=StreamingResponse, responses=_streamed("jsonl"))
 def export_jsonl(
-    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+    job_id: ParamStr, session: DbSession, caller: CallerDep, query_id: ParamStr | None = None
 ) -> StreamingResponse:
     """Every ranked result of a finished job, one JSON object per line (the fields of /results
     without chunk_scores), by query then rank; top_k applies."""
@@ -180,7 +181,7 @@ def export_jsonl(
 
 @router.get("/{job_id}/results.csv", response_class=StreamingResponse, responses=_streamed("csv"))
 def export_csv(
-    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+    job_id: ParamStr, session: DbSession, caller: CallerDep, query_id: ParamStr | None = None
 ) -> StreamingResponse:
     """Every ranked result of a finished job as CSV: query_id, document_id, rank, raw_score, score,
     relevant, by query then rank; top_k applies."""
@@ -189,7 +190,7 @@ def export_csv(
 
 @router.get("/{job_id}/results.parquet", response_class=FileResponse, responses=_streamed("parquet"))
 def export_parquet(
-    job_id: str, session: DbSession, caller: CallerDep, query_id: str | None = None
+    job_id: ParamStr, session: DbSession, caller: CallerDep, query_id: ParamStr | None = None
 ) -> FileResponse:
     """The rows of results.csv as Parquet. A Parquet file ends with its footer, so it is written to
     a temporary file first (a row group at a time, in flat memory), sent, then deleted."""

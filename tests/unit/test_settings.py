@@ -48,7 +48,7 @@ def test_docs_are_served_offline_and_describe_the_jsonl_body(tmp_path: Path) -> 
         assert client.get(f"/docs-assets/{asset}").status_code == 200
     submit = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]
     assert set(submit["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
-    assert {p["name"] for p in submit["parameters"]} == {"options", "priority"}
+    assert {p["name"] for p in submit["parameters"]} == {"options", "priority", "Idempotency-Key"}
 
 
 def test_database_urls_as_people_copy_them() -> None:
