@@ -167,7 +167,8 @@ def _score(
     )
     store.record_results(session, batch_id, job_id, results, lease.holder)
     seconds = time.perf_counter() - started
-    metrics.observe_batch(len(rows), reranker.tokens_scored - tokens_before, seconds)
+    tokens = reranker.tokens_scored - tokens_before  # other batches' too, when they overlap this one
+    metrics.observe_batch(len(rows), tokens, seconds, reranker.tokens_scored)
     log.info(
         "job %s batch %d: %d pairs (%d windows) on %s in %.2fs (%.0f pairs/s)",
         job_id,

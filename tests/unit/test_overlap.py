@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 
 from worker.lifecycle import Priority
+from worker.metrics import Pace
 from worker.overlap import InHand, ModelGate, alone
 
 
@@ -126,3 +127,13 @@ def test_a_batch_in_hand_is_not_taken_twice_until_it_is_let_go() -> None:
             assert not again
     with in_hand.take(7) as later:
         assert later
+
+
+def test_a_workers_pace_counts_overlapping_batches_once() -> None:
+    pace = Pace()
+    assert pace.period(2.0, 1000) == (2.0, -1)  # the first batch: its own time
+    time.sleep(0.05)
+    seconds, tokens = pace.period(2.0, 1600)  # finished 0.05 s after the one it overlapped
+    assert 0.05 <= seconds < 2.0 and tokens == 600
+    time.sleep(0.05)
+    assert pace.period(0.01, 1700) == (0.01, -1)  # after an idle spell: its own time again
