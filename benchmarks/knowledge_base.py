@@ -4,15 +4,18 @@ while it runs submit a small high-priority job. Prints the time of each stage, t
 peak memory (VmHWM) after ingest and after export, and the bytes each stored row takes.
 
     python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
+    python -m benchmarks.knowledge_base --documents 200000 --worker-batches 1 2   # overlap off, then on
 
 It creates (and drops) the database `rerankq_bench` on the PostgreSQL server of --postgres."""
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import httpx
 import psycopg
 
 from benchmarks.common import ROOT, make_pairs, random_model
-from benchmarks.services import fresh_database, peak_rss_mb, services, wait_for
+from benchmarks.services import drop_database, fresh_database, peak_rss_mb, services, wait_for
 
 DATABASE = "rerankq_bench"
 
@@ -62,6 +65,47 @@ def report_until_done(api: httpx.Client, job_id: str) -> dict[str, Any]:
         time.sleep(5)
 
 
+def overnight_job(api: httpx.Client, collection: str, queries: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """One job of every query against the whole collection, with a 20-pair high-priority job
+    submitted once it is under way; its rows of the table."""
+    started = time.perf_counter()
+    job = api.post("/v1/jobs", json={"collection": collection, "queries": queries}).json()
+    rows = [("submit", f"{job['progress']['total']:,} pairs, priority {job['priority']}")]
+    while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["done"] < 1000:
+        time.sleep(0.5)
+    planned = api.get(f"/v1/jobs/{job['id']}").json()
+    hot_documents = [{"id": f"d{i}", "text": text} for i, (_, text) in enumerate(make_pairs(20, seed=4))]
+    small = {
+        "queries": [{"id": "hot", "text": queries[0]["text"], "documents": hot_documents}],
+        "priority": "high",
+    }
+    sent = time.perf_counter()
+    hot = api.post("/v1/jobs", json=small).json()
+    wait_for(api, hot["id"], every=0.1)
+    overtake = time.perf_counter() - sent
+    done = report_until_done(api, job["id"])
+    total = time.perf_counter() - started
+    scored = done["progress"]["done"]
+    return [
+        *rows,
+        (
+            "plan (expand pairs, number them into batches)",
+            f"{_seconds(planned, 'created_at', 'started_at'):.1f} s",
+        ),
+        (
+            "submit -> completed (plan, score, rank)",
+            f"{scored:,} pairs in {total:.0f} s ({scored / total:,.0f} pairs/s)",
+        ),
+        ("20-pair high-priority job during the run", f"completed {overtake:.1f} s after submission"),
+        ("job", str(job["id"])),
+    ]
+
+
+def overlap(env: dict[str, str], batches: int) -> dict[str, str]:
+    """`env` for workers holding `batches` tasks each, on a queue of their own."""
+    return {**env, "RERANK_WORKER_BATCHES": str(batches), "RERANK_QUEUE": f"kb-{os.getpid()}-{batches}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,6 +113,14 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
+    parser.add_argument(
+        "--worker-batches",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="RERANK_WORKER_BATCHES of the workers; one job per value, in this order, on the same collection"
+        " (e.g. 1 2: overlap off, then on)",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / ".models")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
@@ -80,7 +132,12 @@ def main() -> None:
         "RERANK_MODEL": str(random_model(args.cache, "tiny")),
     }
     rows: list[tuple[str, str]] = []
-    with services(env, args.workers, worker_threads=1) as (api, api_pid):
+    with ExitStack() as stacks:
+        apis = {  # the same database; each its own queue and workers, idle while another's job runs
+            batches: stacks.enter_context(services(overlap(env, batches), args.workers, worker_threads=1))
+            for batches in dict.fromkeys(args.worker_batches)
+        }
+        api, api_pid = apis[args.worker_batches[0]]
         started = time.perf_counter()
         upload = api.post(
             "/v1/collections",
@@ -95,47 +152,18 @@ def main() -> None:
             ("ingest", f"{kb['documents']:,} documents in {ingest:.1f} s ({kb['documents'] / ingest:,.0f}/s)")
         )
         rows.append(("API peak RSS after ingest", f"{peak_rss_mb(api_pid):.0f} MB"))
-
         queries = [
             {"id": f"q{i}", "text": query} for i, (query, _) in enumerate(make_pairs(args.queries, seed=3))
         ]
-        started = time.perf_counter()
-        job = api.post("/v1/jobs", json={"collection": kb["id"], "queries": queries}).json()
-        rows.append(("submit", f"{job['progress']['total']:,} pairs, priority {job['priority']}"))
-        while api.get(f"/v1/jobs/{job['id']}").json()["progress"]["done"] < 1000:
-            time.sleep(0.5)
-        planned = api.get(f"/v1/jobs/{job['id']}").json()
-        hot_documents = [{"id": f"d{i}", "text": text} for i, (_, text) in enumerate(make_pairs(20, seed=4))]
-        small = {
-            "queries": [{"id": "hot", "text": queries[0]["text"], "documents": hot_documents}],
-            "priority": "high",
-        }
-        sent = time.perf_counter()
-        hot = api.post("/v1/jobs", json=small).json()
-        wait_for(api, hot["id"], every=0.1)
-        overtake = time.perf_counter() - sent
-        done = report_until_done(api, job["id"])
-        total = time.perf_counter() - started
-        scored = done["progress"]["done"]
-        rows.append(
-            (
-                "plan (expand pairs, number them into batches)",
-                f"{_seconds(planned, 'created_at', 'started_at'):.1f} s",
-            )
-        )
-        rows.append(
-            (
-                "submit -> completed (plan, score, rank)",
-                f"{scored:,} pairs in {total:.0f} s ({scored / total:,.0f} pairs/s, {args.workers} workers)",
-            )
-        )
-        rows.append(
-            ("20-pair high-priority job during the run", f"completed {overtake:.1f} s after submission")
-        )
+        for batches in args.worker_batches:
+            job_rows = overnight_job(apis[batches][0], kb["id"], queries)
+            job_id = job_rows.pop()[1]
+            label = f" ({args.workers} workers, {batches} batches in hand each)"
+            rows += [(stage + label, value) for stage, value in job_rows]
 
         started = time.perf_counter()
         count = 0
-        with api.stream("GET", f"/v1/jobs/{job['id']}/results.jsonl") as response:
+        with api.stream("GET", f"/v1/jobs/{job_id}/results.jsonl") as response:
             response.raise_for_status()
             for _ in response.iter_lines():
                 count += 1
@@ -151,6 +179,7 @@ def main() -> None:
                 f"SELECT pg_total_relation_size('{table}'), count(*) FROM {table}"
             ).fetchone() or (0, 1)
             rows.append((f"{table} (with indexes)", f"{size / n:.0f} bytes/row over {n:,} rows"))
+    drop_database(args.postgres, DATABASE)
     print("\n| stage | measured |\n| --- | --- |")
     for stage, value in rows:
         print(f"| {stage} | {value} |")

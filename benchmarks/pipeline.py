@@ -1,23 +1,32 @@
 """How much of the engine's throughput the whole pipeline keeps: the same pairs scored by the
 engine alone (`Reranker.score`, in this process) and as one job through API -> Redis -> a Celery
-worker -> PostgreSQL, on the same model, dtype and threads. Prints both and the ratio.
+worker -> PostgreSQL, on the same model, dtype and threads, alternated over --rounds; one row per
+RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). Prints the medians and the ratio.
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
 
-Creates (and drops) the database `rerankq_pipeline_bench`, or a fresh SQLite file with --sqlite."""
+Creates (and drops) the databases `rerankq_pipeline_bench_N` (N: worker batches), or fresh SQLite
+files beside --sqlite."""
 
 import argparse
+import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
+from statistics import median
 
+import httpx
 import torch
 
 from benchmarks.common import ROOT, make_pairs, random_model
-from benchmarks.services import fresh_database, services, wait_for
+from benchmarks.services import drop_database, fresh_database, services, wait_for
 from worker.engine import load_reranker
+
+DATABASE = "rerankq_pipeline_bench"
 
 
 def job_body(pairs: list[tuple[str, str]]) -> dict[str, object]:
@@ -37,6 +46,16 @@ def seconds(job: dict[str, object], start: str, end: str) -> float:
     return (datetime.fromisoformat(str(job[end])) - datetime.fromisoformat(str(job[start]))).total_seconds()
 
 
+def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> tuple[float, float]:
+    """Submit the pairs as one job and wait for it: (seconds from submission to completed, of which
+    planning)."""
+    started = time.perf_counter()
+    job = client.post("/v1/jobs", json=job_body(pairs)).json()
+    done = wait_for(client, str(job["id"]))
+    assert done["status"] == "completed", done
+    return time.perf_counter() - started, seconds(done, "created_at", "started_at")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +67,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16, engine and worker alike")
     parser.add_argument("--sqlite", type=Path, help="a SQLite file (recreated) instead of PostgreSQL")
     parser.add_argument("--task-pairs", type=int, default=256, help="RERANK_TASK_PAIRS of the worker")
+    parser.add_argument(
+        "--worker-batches",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="RERANK_WORKER_BATCHES of the worker, one row each (1: no overlap)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="engine and pipeline alternated, per row")
     parser.add_argument("--cache", type=Path, default=ROOT / ".models")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
@@ -59,40 +86,67 @@ def main() -> None:
     engine = load_reranker(str(model), device=args.device, dtype=args.dtype)
     precision = str(engine.dtype).removeprefix("torch.")
     engine.score(pairs[:64])  # warm-up
-    started = time.perf_counter()
-    engine.score(pairs, max_length=1024)
-    alone = args.pairs / (time.perf_counter() - started)
     where = f"{args.threads} threads" if engine.device.type == "cpu" else str(engine.device)
-    engine_on = f"{precision}, {where}"
-    del engine
 
-    if args.sqlite:
-        args.sqlite.unlink(missing_ok=True)
+    def engine_alone() -> float:
+        started = time.perf_counter()
+        engine.score(pairs, max_length=1024)
+        return time.perf_counter() - started
+
+    print(
+        "| model | pairs | worker batches in hand | engine alone "
+        "| whole pipeline (submit -> completed) | kept |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    with ExitStack() as stack:
+        clients = {
+            batches: stack.enter_context(stack_of(args, model, batches)) for batches in args.worker_batches
+        }
+        alone: list[float] = []
+        whole: dict[int, list[float]] = defaultdict(list)
+        planning: dict[int, list[float]] = defaultdict(list)
+        for client in clients.values():
+            through_pipeline(client, pairs[:512])  # warm-up
+        for _ in range(args.rounds):  # alternated, so a change in the machine's load touches every row
+            alone.append(engine_alone())
+            for batches, client in clients.items():
+                wall, plan = through_pipeline(client, pairs)
+                whole[batches].append(wall)
+                planning[batches].append(plan)
+    engine_rate = args.pairs / median(alone)
+    for batches in args.worker_batches:
+        wall, plan = median(whole[batches]), median(planning[batches])
+        rate = args.pairs / wall
+        print(
+            f"| random {args.shape}, {precision}, {where}, {args.task_pairs} pairs/task | {args.pairs:,} "
+            f"| {batches} | {engine_rate:,.1f} pairs/s "
+            f"| {rate:,.1f} pairs/s ({wall:.1f} s; planning {plan:.1f} s) "
+            f"| {rate / engine_rate:.0%} |"
+        )
+    if not args.sqlite:
+        for batches in args.worker_batches:
+            drop_database(args.postgres, f"{DATABASE}_{batches}")
+
+
+@contextmanager
+def stack_of(args: argparse.Namespace, model: Path, batches: int) -> Iterator[httpx.Client]:
+    """API and one worker holding `batches` tasks, on a store and a queue of their own."""
+    sqlite = args.sqlite.with_suffix(f".{batches}.db") if args.sqlite else None
+    if sqlite:
+        sqlite.unlink(missing_ok=True)
     env = {
-        "RERANK_DATABASE_URL": f"sqlite:///{args.sqlite.resolve()}"
-        if args.sqlite
-        else fresh_database(args.postgres, "rerankq_pipeline_bench"),
+        "RERANK_DATABASE_URL": f"sqlite:///{sqlite.resolve()}"
+        if sqlite
+        else fresh_database(args.postgres, f"{DATABASE}_{batches}"),
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
         "RERANK_DTYPE": args.dtype,
         "RERANK_TASK_PAIRS": str(args.task_pairs),
+        "RERANK_WORKER_BATCHES": str(batches),
+        "RERANK_QUEUE": f"bench-{os.getpid()}-{batches}",
     }
     with services(env, workers=1, worker_threads=args.threads, device=args.device) as (client, _):
-        started = time.perf_counter()
-        job = client.post("/v1/jobs", json=job_body(pairs)).json()
-        done = wait_for(client, str(job["id"]))
-        wall = time.perf_counter() - started
-    assert done["status"] == "completed", done
-    pipeline = args.pairs / wall
-    planning = seconds(done, "created_at", "started_at")
-    print("| model | pairs | engine alone | whole pipeline (submit -> completed) | kept |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(
-        f"| random {args.shape}, {engine_on}, {args.task_pairs} pairs/task | {args.pairs:,} "
-        f"| {alone:,.1f} pairs/s "
-        f"| {pipeline:,.1f} pairs/s ({wall:.1f} s; planning {planning:.1f} s) "
-        f"| {pipeline / alone:.0%} |"
-    )
+        yield client
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ def fresh_database(server: str, name: str) -> str:
     return f"{server}/{name}".replace("postgresql://", "postgresql+psycopg://")
 
 
+def drop_database(server: str, name: str) -> None:
+    """Drop database `name` on `server` (a benchmark leaves none behind)."""
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of a process (Linux VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -47,8 +53,9 @@ def services(
     env: dict[str, str], workers: int, worker_threads: int, device: str = "cpu"
 ) -> Iterator[tuple[httpx.Client, int]]:
     """Migrate, start the API and `workers` workers on `device` (each with `worker_threads` torch
-    threads); yield an HTTP client of the API and the API's process id."""
-    env = {**os.environ, **env, "RERANK_QUEUE": f"bench-{os.getpid()}"}
+    threads); yield an HTTP client of the API and the API's process id. The queue is this
+    process's own unless `env` names one (two stacks side by side)."""
+    env = {**os.environ, "RERANK_QUEUE": f"bench-{os.getpid()}", **env}
     subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="rerankq-bench-"))

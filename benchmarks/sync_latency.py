@@ -18,10 +18,12 @@ import torch
 
 from benchmarks.common import ROOT, make_pairs, random_model
 from benchmarks.pipeline import job_body
-from benchmarks.services import fresh_database, services
+from benchmarks.services import drop_database, fresh_database, services
 from worker.engine import load_reranker
 from worker.scoring import score_pairs
 from worker.spec import JobOptions
+
+DATABASE = "rerankq_sync_bench"
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -75,7 +77,7 @@ def main() -> None:
         return score_pairs(engine, request_pairs, options, 128)
 
     env = {
-        "RERANK_DATABASE_URL": fresh_database(args.postgres, "rerankq_sync_bench"),
+        "RERANK_DATABASE_URL": fresh_database(args.postgres, DATABASE),
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
         "RERANK_TASK_PAIRS": str(args.task_pairs),
@@ -95,6 +97,7 @@ def main() -> None:
         busy = timed(send, args.requests)
         job = client.get(f"/v1/jobs/{job_id}").json()
         client.post(f"/v1/jobs/{job_id}/cancel")
+    drop_database(args.postgres, DATABASE)
     assert job["status"] == "running", f"the overnight job ended before the measurement did: {job}"
 
     base50, base95 = percentiles(list(model_alone))

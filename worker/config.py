@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(16384, ge=256, description="Padded tokens per forward pass.")
     task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")
     queue: str = Field("rerank", description="Celery queue that carries rerank work.")
+    worker_batches: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Tasks a worker holds at once: the next batch is read and tokenized, and the last"
+        " one's results written, while one is on the model (1: one at a time).",
+    )
     max_attempts: int = Field(3, ge=1, description="Deliveries of one batch before it is marked failed.")
     max_document_chars: int = Field(200_000, ge=1, description="Longest document accepted (characters).")
     max_windows: int = Field(128, ge=1, description="Windows scored per document; later text is not read.")

@@ -16,7 +16,8 @@ from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
 from worker.leases import Lease
-from worker.lifecycle import JobStatus
+from worker.lifecycle import JobStatus, Priority
+from worker.overlap import InLine, ModelGate, alone
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
 
@@ -88,12 +89,19 @@ def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
 
 
 def score_batch(
-    session: Session, batch_id: int, reranker: Reranker, limits: Limits, holder: str = "local"
+    session: Session,
+    batch_id: int,
+    reranker: Reranker,
+    limits: Limits,
+    holder: str = "local",
+    gate: ModelGate | None = None,
 ) -> Followups:
     """Score one batch under a lease held by `holder` and store its results; then release the job's
     next batch, or hand back the job to finalize once its last batch is finished. A batch claimed
     more than `limits.max_attempts` times is marked failed (a batch that kills its worker must not
-    loop forever). A database outage is raised, never recorded as the batch's failure."""
+    loop forever). A database outage is raised, never recorded as the batch's failure. With a
+    `gate`, the forward passes wait their turn among the batches this process holds, by the job's
+    priority."""
     lease = Lease(holder, limits.lease_seconds)
     claim = leases.claim_batch(session, batch_id, lease)
     session.commit()
@@ -109,7 +117,8 @@ def score_batch(
     else:
         try:
             options = JobOptions.model_validate(job.options)
-            _score(session, batch_id, job_id, reranker, options, limits.max_windows, lease)
+            in_line = gate.line(Priority(job.priority)) if gate else alone
+            _score(session, batch_id, job_id, reranker, options, limits.max_windows, lease, in_line)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             if is_connection_error(error):
                 raise
@@ -136,15 +145,18 @@ def _score(
     options: JobOptions,
     max_windows: int,
     lease: Lease,
+    in_line: InLine,
 ) -> None:
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
     rows = store.batch_pairs(session, batch_id)
     session.commit()  # no transaction held while the model runs
     bind = session.get_bind()
     assert isinstance(bind, Engine)
-    # renewed while the model runs, not while results are written: the writes lock the batch row
+    # renewed while the batch waits for and runs on the model, not while results are written: the
+    # writes lock the batch row
     with leases.renewing(bind, batch_id, lease):
-        scored = score_pairs(reranker, [(pair.query, pair.document) for pair in rows], options, max_windows)
+        pairs = [(pair.query, pair.document) for pair in rows]
+        scored = score_pairs(reranker, pairs, options, max_windows, in_line)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         store.skip_batch(session, batch_id, job_id)
         return
@@ -155,7 +167,8 @@ def _score(
     )
     store.record_results(session, batch_id, job_id, results, lease.holder)
     seconds = time.perf_counter() - started
-    metrics.observe_batch(len(rows), reranker.tokens_scored - tokens_before, seconds)
+    tokens = reranker.tokens_scored - tokens_before  # other batches' too, when they overlap this one
+    metrics.observe_batch(len(rows), tokens, seconds, reranker.tokens_scored)
     log.info(
         "job %s batch %d: %d pairs (%d windows) on %s in %.2fs (%.0f pairs/s)",
         job_id,
@@ -219,12 +232,13 @@ def run_job(
     limits: Limits,
     on_batch: Callable[[], None] = lambda: None,
     holder: str = "local",
+    gate: ModelGate | None = None,
 ) -> None:
     """Every step of a job in this process, in the order a worker meets them (no broker):
     `rerankq run`, a worker's synchronous jobs and the tests use it."""
     queued = deque(plan_job(session, job_id, limits).batches)
     while queued:
-        followups = score_batch(session, queued.popleft(), reranker, limits, holder)
+        followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate)
         queued.extend(followups.batches)
         session.commit()
         on_batch()

@@ -44,6 +44,12 @@ def reconcile_forever(settings: Settings) -> None:
         time.sleep(max(0.0, settings.reconcile_seconds - (time.monotonic() - started)))
 
 
+def pool_options(batches: int) -> list[str]:
+    """Celery's pool for a worker holding `batches` tasks at once: threads beside one model (the
+    acks stay late: each task is acknowledged when it has run), or the solo pool for one."""
+    return ["--pool=solo"] if batches == 1 else ["--pool=threads", f"--concurrency={batches}"]
+
+
 def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = None) -> None:
     """Load the model (ModelLoadError if it cannot be), serve its metrics on `metrics_port`, start
     heartbeats, repair what earlier workers left behind, then consume the plan queue and this
@@ -69,7 +75,7 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         tasks.app.worker_main(
             [
                 "worker",
-                "--pool=solo",
+                *pool_options(settings.worker_batches),
                 "--without-mingle",  # workers share nothing through the broker: state is in the database
                 "--without-gossip",
                 f"--queues={settings.queue},{queue}",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from worker.chunking import aggregate, token_windows
 from worker.cleaning import Cleaned, clean, identity
 from worker.engine import ModelInput, Reranker
+from worker.overlap import InLine, alone
 from worker.spec import ChunkingOptions, JobOptions
 
 
@@ -42,9 +43,14 @@ def _span(cleaned: Cleaned, spans: Sequence[tuple[int, int]], first: int, last: 
 
 
 def score_pairs(
-    reranker: Reranker, pairs: Sequence[tuple[str, str]], options: JobOptions, max_windows: int
+    reranker: Reranker,
+    pairs: Sequence[tuple[str, str]],
+    options: JobOptions,
+    max_windows: int,
+    in_line: InLine = alone,
 ) -> list[ScoredDocument]:
-    """Score each (query, document) pair as its document's windows; one result per pair, in order."""
+    """Score each (query, document) pair as its document's windows; one result per pair, in order.
+    Everything but the forward passes runs before the batch stands `in_line` for the model."""
     prepare = clean if options.clean_html else identity
     max_length = reranker.effective_max_length(options.max_length)
     queries = {query: prepare(query).text for query, _ in pairs}
@@ -69,7 +75,8 @@ def score_pairs(
     )
     encoded = reranker.tokenize_spans([documents[d].text for d in cut_documents])
     spans = {document: offsets for document, (_, offsets) in zip(cut_documents, encoded, strict=True)}
-    raw = reranker.score_encoded(inputs)
+    with in_line() as turn:
+        raw = reranker.score_encoded(inputs, turn)
     scored = []
     for first, ranges, document, truncated in plans:
         cleaned = documents[document]

@@ -16,6 +16,7 @@ from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
 from worker.errors import is_connection_error
 from worker.lifecycle import FINISHED, Priority
+from worker.overlap import InHand, ModelGate
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
@@ -50,7 +51,9 @@ def with_database_retry(what: str, call: Callable[[], None], give_up_after: floa
 
 class Tasks:
     """A worker's tasks over one Settings: registered on the Celery app `app`, which the worker
-    runs; the model is loaded once (eagerly by `rerankq worker`); `name` holds its leases."""
+    runs; the model is loaded once (eagerly by `rerankq worker`); `name` holds its leases. Tasks
+    may run on several threads at once (RERANK_WORKER_BATCHES): `gate` gives them the model in
+    turn, by priority, and `in_hand` keeps a batch from being scored twice at once."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,6 +61,8 @@ class Tasks:
         self.queue = JobQueue(settings)
         self.app = self.queue.app
         self.name = new_worker_name()
+        self.gate = ModelGate()
+        self.in_hand = InHand()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
@@ -79,7 +84,9 @@ class Tasks:
                 if job.synchronous and job.model == self.settings.model:
                     # A client waits: the whole job in this one task, so it meets at most one batch
                     # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
-                    pipeline.run_job(session, job_id, self.reranker, self.limits, holder=self.name)
+                    pipeline.run_job(
+                        session, job_id, self.reranker, self.limits, holder=self.name, gate=self.gate
+                    )
                     followups = None
                 else:
                     followups = pipeline.plan_job(session, job_id, self.limits)
@@ -93,13 +100,19 @@ class Tasks:
     def score_batch(self, batch_id: int, priority: Priority = Priority.normal) -> None:
         def score() -> None:
             with session_scope(self.settings.database_url) as session:
-                followups = pipeline.score_batch(session, batch_id, self.reranker, self.limits, self.name)
+                followups = pipeline.score_batch(
+                    session, batch_id, self.reranker, self.limits, self.name, self.gate
+                )
                 # enqueued before the release commits (see Followups)
                 self.queue.enqueue_batches(followups.batches, followups.model, priority)
             if followups.finalize is not None:
                 self.queue.enqueue(FINALIZE_TASK, followups.finalize, priority=priority)
 
-        self._retrying(f"batch {batch_id}", score)
+        with self.in_hand.take(batch_id) as taken:
+            if taken:
+                self._retrying(f"batch {batch_id}", score)
+            else:
+                log.info("batch %d is already in hand here: this delivery is left alone", batch_id)
 
     def finalize_job(self, job_id: str) -> None:
         def finalize() -> None:

@@ -3,6 +3,8 @@ same model and pairs, for each model family (XLM-R: no token types; BERT: token 
 positions; random weights and a trained MiniLM): raw logits within 1e-4 in fp32, in input order,
 with truncation exactly where the reference truncates and no pair longer than the model reads."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from worker.engine.batching import token_budget_batches
 from worker.engine.device import resolve_device, resolve_dtype
 from worker.engine.reranker import length_limit
 from worker.errors import ModelLoadError
+from worker.lifecycle import Priority
+from worker.overlap import ModelGate, Turn
 from worker.scoring import score_pairs
 from worker.spec import JobOptions
 
@@ -165,9 +169,9 @@ def test_windows_fit_the_model_beside_the_query(
     seen: list[ModelInput] = []
     score_encoded = bert_reranker.score_encoded
 
-    def spy(inputs: list[ModelInput]) -> list[float]:
+    def spy(inputs: list[ModelInput], each_forward: Turn = nullcontext) -> list[float]:
         seen.extend(inputs)
-        return score_encoded(inputs)
+        return score_encoded(inputs, each_forward)
 
     monkeypatch.setattr(bert_reranker, "score_encoded", spy)
     options = JobOptions()  # max_length 1024, windows of 512 tokens: more than this model reads
@@ -177,6 +181,32 @@ def test_windows_fit_the_model_beside_the_query(
     assert all(
         row.types is not None and row.types.count(1) == len(row.ids) - row.types.count(0) for row in seen
     )
+
+
+def test_each_forward_pass_takes_its_turn_at_the_gate(reranker: Reranker) -> None:
+    pairs = [("query", "word " * n) for n in (3, 40, 200, 600)] * 8
+    ungated = reranker.score(pairs)
+    passes: list[int] = []
+    gate = ModelGate()
+
+    def counting(turn: Turn) -> Turn:
+        @contextmanager
+        def counted() -> Iterator[None]:
+            with turn():
+                passes.append(gate.waiting())
+                yield
+
+        return counted
+
+    queries = reranker.tokenize({q for q, _ in pairs})
+    documents = reranker.tokenize({d for _, d in pairs})
+    inputs = [reranker.pair_input(queries[q], documents[d], 1024) for q, d in pairs]
+    distinct = list(dict.fromkeys(inputs))
+    expected = len(token_budget_batches([len(row.ids) for row in distinct], reranker.batch_tokens))
+    with gate.in_line(Priority.low) as turn:
+        gated = reranker.score_encoded(inputs, counting(turn))
+    assert gated == pytest.approx(ungated, abs=1e-6)
+    assert len(passes) == expected and set(passes) == {1}
 
 
 def test_order_and_duplicates(reranker: Reranker) -> None:

@@ -7,7 +7,9 @@ each distinct text is tokenized once and each distinct model input scored once. 
 than the model reads (`Reranker.length_limit`), whatever max_length is asked for."""
 
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +68,8 @@ class Reranker:
         self.length_limit = length_limit(model, tokenizer)
         self.tokens_scored = 0  # model input tokens (padding excluded) since loading, for metrics
         self.oom_splits = 0  # batches split in two after running out of memory
+        # a fast tokenizer sets its truncation per call: two threads calling it at once collide
+        self._tokenizing = threading.Lock()
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
         """Raw logits of `pairs` in input order."""
@@ -90,7 +94,8 @@ class Reranker:
         if not ordered:
             return {}
         cut = {"truncation": True, "max_length": max_length} if max_length else {}
-        ids = self.tokenizer(ordered, add_special_tokens=False, verbose=False, **cut)["input_ids"]
+        with self._tokenizing:
+            ids = self.tokenizer(ordered, add_special_tokens=False, verbose=False, **cut)["input_ids"]
         return dict(zip(ordered, ids, strict=True))
 
     def tokenize_spans(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
@@ -98,9 +103,10 @@ class Reranker:
         one batched call."""
         if not texts:
             return []
-        encoded = self.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        with self._tokenizing:
+            encoded = self.tokenizer(
+                list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
         return [
             (ids, [(start, end) for start, end in spans])
             for ids, spans in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
@@ -119,19 +125,32 @@ class Reranker:
         return ModelInput(ids, self._layout.types(query_ids, kept) if self._type_ids else None)
 
     @torch.inference_mode()
-    def score_encoded(self, encoded: Sequence[ModelInput]) -> list[float]:
+    def score_encoded(
+        self,
+        encoded: Sequence[ModelInput],
+        each_forward: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> list[float]:
         """Raw logits of model inputs in input order, batched by the padded-token budget;
         identical inputs are scored once. The logits stay on the device until one copy at the
-        end, so the host never waits for a batch (on a GPU, the next batch is queued meanwhile)."""
+        end, so the host never waits for a batch (on a GPU, the next batch is queued meanwhile).
+        `each_forward` is entered around every forward pass (a worker's model gate)."""
         if not encoded:
             return []
         distinct = list(dict.fromkeys(encoded))
         self.tokens_scored += sum(len(row.ids) for row in distinct)
         batches = token_budget_batches([len(row.ids) for row in distinct], self.batch_tokens)
-        logits = torch.cat([self._forward([distinct[i] for i in batch]) for batch in batches])
+        logits = torch.cat(
+            [self._gated_forward([distinct[i] for i in batch], each_forward) for batch in batches]
+        )
         order = (distinct[i] for batch in batches for i in batch)
         by_input = dict(zip(order, logits.cpu().tolist(), strict=True))
         return [by_input[row] for row in encoded]
+
+    def _gated_forward(
+        self, rows: Sequence[ModelInput], gate: Callable[[], AbstractContextManager[None]]
+    ) -> torch.Tensor:
+        with gate():
+            return self._forward(rows)
 
     def _forward(self, rows: Sequence[ModelInput]) -> torch.Tensor:
         """Logits of one padded batch; on out-of-memory the batch is split in two and retried."""
