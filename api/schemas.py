@@ -4,7 +4,10 @@ are worker.views' models, which the service returns; the rest is defined here.""
 
 from pydantic import BaseModel, Field
 
-from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
+from worker.evaluation import Evaluation, QueryEvaluation, Scores
+from worker.judgements import JudgementsOut
+from worker.schedule_store import ScheduleOut, ScheduleRunOut
+from worker.spec import DocumentSpec, JobOptions, JobSpec, JudgementSpec, QuerySpec, ScheduleSpec
 from worker.views import (
     BatchErrors,
     BestChunk,
@@ -28,14 +31,22 @@ __all__ = [
     "CollectionOut",
     "DocumentSpec",
     "DocumentsPage",
+    "Evaluation",
     "JobOptions",
     "JobOut",
     "JobSpec",
+    "JudgementSpec",
+    "JudgementsOut",
     "LineError",
     "Progress",
+    "QueryEvaluation",
     "QuerySpec",
     "ResultOut",
     "ResultsPage",
+    "ScheduleOut",
+    "ScheduleRunOut",
+    "ScheduleSpec",
+    "Scores",
     "WorkerOut",
 ]
 
@@ -64,3 +75,7 @@ class Health(BaseModel):
     database: str
     broker: str
     workers: list[WorkerOut] = Field(description="Live workers (from their heartbeats).")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleOut]

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         600, gt=0, description="How long a worker retries a batch while the database is unreachable."
     )
 
+    beat_seconds: float = Field(
+        60, gt=0, description="How often `rerankq beat` has a worker submit the scheduled runs that are due."
+    )
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."
     )

@@ -3,12 +3,15 @@ over a collection): its row first, then its queries, then its pair total and pri
 once when the last query is in."""
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from worker import collection, store
 from worker.config import Settings
 from worker.lifecycle import Priority
+from worker.models import Document, Query
 from worker.spec import CollectionQuerySpec, JobOptions, QuerySpec
 
 
@@ -31,6 +34,8 @@ class NewJob:
         asked: Priority | None,
         collection_id: str | None = None,
         synchronous: bool = False,
+        rerun_of: str | None = None,
+        model: str | None = None,
     ) -> None:
         self.session = session
         self.asked = asked
@@ -38,7 +43,8 @@ class NewJob:
         self.queries = 0
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
-        self.job = store.new_job(session, settings.model, options, collection_id, synchronous)
+        self.job = store.new_job(session, model or settings.model, options, collection_id, synchronous)
+        self.job.rerun_of = rerun_of
         session.flush()
 
     def add_queries(self, queries: Sequence[QuerySpec]) -> None:
@@ -52,6 +58,41 @@ class NewJob:
         collection.add_queries(self.session, self.job.id, queries, first=self.queries)
         self.pairs += pairs
         self.queries += len(queries)
+
+    def copy_queries(self, source_id: str) -> None:
+        """The queries of job `source_id` with their documents, copied in the database (a rerun of
+        a job that carried its documents: a million pairs never pass through Python)."""
+        columns = [Query.job_id, Query.client_id, Query.text, Query.position]
+        chosen = select(literal(self.job.id), Query.client_id, Query.text, Query.position)
+        self.session.execute(insert(Query).from_select(columns, chosen.where(Query.job_id == source_id)))
+        old, new = aliased(Query), aliased(Query)
+        pairs = (
+            select(
+                literal(self.job.id),
+                new.id,
+                Document.client_id,
+                Document.text,
+                Document.meta,
+                Document.position,
+            )
+            .join(old, old.id == Document.query_id)
+            .join(new, (new.job_id == self.job.id) & (new.client_id == old.client_id))
+            .where(Document.job_id == source_id)
+        )
+        columns = [
+            Document.job_id,
+            Document.query_id,
+            Document.client_id,
+            Document.text,
+            Document.meta,
+            Document.position,
+        ]
+        self.session.execute(insert(Document).from_select(columns, pairs))
+        self.pairs += self._count(Document.job_id)
+        self.queries += self._count(Query.job_id)
+
+    def _count(self, job_column: Any) -> int:
+        return self.session.scalar(select(func.count()).where(job_column == self.job.id)) or 0
 
     def finish(self) -> str:
         """Resolve the pair total and the priority and commit; the job's id."""
