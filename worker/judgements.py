@@ -3,7 +3,7 @@ file, read back for its evaluation, copied to its reruns. An upload with a bad l
 whole (422 naming the line); judgements stored before it stay as they were."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, Field, ValidationError
@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 
 from worker import store
 from worker.errors import InvalidInput
-from worker.jobfile import line_error
+from worker.jobfile import Line, line_error
 from worker.models import Judgement, Query
 from worker.spec import JudgementSpec
-from worker.uploads import Line
 
 Qrels = dict[str, dict[str, int]]  # query id -> document id -> relevance: ir-measures' own shape
 
@@ -120,13 +119,19 @@ class QrelsUpload:
     """Judgements of a finished or running job streamed in a block of lines at a time, in one
     transaction: a bad line refuses the upload and nothing of it is kept."""
 
-    def __init__(self, session: Session, job_id: str, line_format: str) -> None:
-        store.get_job(session, job_id)
+    def __init__(
+        self, session: Session, job_id: str, line_format: str, query_ids: Container[str] | None = None
+    ) -> None:
+        """`query_ids`: the job's queries (default: read from the database, for a stored job)."""
         self.session = session
         self.job_id = job_id
         self.parse = PARSERS[line_format]
-        self.query_ids = set(session.scalars(select(Query.client_id).where(Query.job_id == job_id)))
+        if query_ids is None:
+            store.get_job(session, job_id)
+            query_ids = set(session.scalars(select(Query.client_id).where(Query.job_id == job_id)))
+        self.query_ids = query_ids
         self.lines: dict[tuple[str, str], int] = {}  # (query, document) -> the line judging it
+        self.pending: list[Line] = []  # lines of a job file, added once its queries are all in
         self.count = 0
 
     def add(self, lines: Sequence[Line]) -> None:

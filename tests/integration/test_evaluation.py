@@ -126,6 +126,23 @@ def test_qrels_uploads_name_the_bad_line_and_keep_what_was_stored(client: TestCl
     assert [q["judged"] for q in evaluation["queries"]] == [1, 1]  # the refused lines left nothing
 
 
+def test_a_job_file_carries_judgement_lines(client: TestClient) -> None:
+    queries = [json.dumps(q) for q in job_body(queries=2, documents=3)["queries"]]
+    judged = judgement_lines(("q1", "d2", 1), ("q0", "d0", 2), ("q0", "gone", 1))
+    lines = [judged.split("\n")[0], queries[0], *judged.split("\n")[1:], queries[1]]  # before its query too
+    job = client.post("/v1/jobs", content="\n".join(lines), headers=NDJSON)
+    assert job.status_code == 202, job.text
+    assert wait_for(client, job.json()["id"])["status"] == "completed"
+    evaluation = client.get(f"/v1/jobs/{job.json()['id']}/evaluation").json()
+    assert [(q["query_id"], q["judged"]) for q in evaluation["queries"]] == [("q0", 2), ("q1", 1)]
+
+    before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
+    lines[2] = judgement_lines(("q5", "d0", 1))
+    refused = client.post("/v1/jobs", content="\n".join(lines), headers=NDJSON)
+    assert refused.status_code == 422 and refused.json()["error"].startswith("line 3:"), refused.text
+    assert len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"]) == before
+
+
 def test_evaluation_needs_judgements(client: TestClient) -> None:
     job = client.post("/v1/jobs", json=job_body(queries=1, documents=2)).json()
     wait_for(client, job["id"])
