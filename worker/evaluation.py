@@ -6,7 +6,7 @@ from typing import Any
 
 import ir_measures
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker import judgements, store
@@ -47,24 +47,34 @@ def measures(k: int, min_relevance: int) -> tuple[Any, Any, Any]:
     return ir_measures.nDCG @ 10, ir_measures.RR(rel=min_relevance) @ 10, ir_measures.R(rel=min_relevance) @ k
 
 
-def runs(session: Session, job_id: str) -> tuple[Run, Run]:
-    """The submitted and the reranked order of each query's documents as ir-measures runs: scores
-    that sort them as submitted (earlier first) and as ranked (rank 1 first). A document left
-    unscored (a failed batch, a cancel) is in the first and not in the second."""
+def runs(session: Session, job_id: str, query_ids: list[str], depth: int) -> tuple[Run, Run]:
+    """The submitted and the reranked order of the top `depth` documents of each of `query_ids` as
+    ir-measures runs: scores that sort them as submitted (earlier first) and as ranked (rank 1
+    first). Cut in SQL, so a job of a million pairs hands Python only what the measures read. A
+    document left unscored (a failed batch, a cancel) is in the first and not in the second."""
+    submitted: Run = {query_id: {} for query_id in query_ids}
+    reranked: Run = {query_id: {} for query_id in query_ids}
+    judged = (Query.job_id == job_id) & Query.client_id.in_(query_ids)
+    order = func.row_number().over(partition_by=Document.query_id, order_by=Document.position)
+    placed = select(Document.id, Document.query_id, order.label("place")).where(Document.job_id == job_id)
+    firsts = placed.subquery()
     stmt = (
-        select(Query.client_id, Document.client_id, Document.position, Result.rank)
-        .join(Query, Query.id == Document.query_id)
-        .outerjoin(Result, Result.document_id == Document.id)
-        .where(Document.job_id == job_id)
-        .order_by(Query.position, Document.position)
+        select(Query.client_id, Document.client_id, firsts.c.place)
+        .join(Document, Document.id == firsts.c.id)
+        .join(Query, Query.id == firsts.c.query_id)
+        .where(judged, firsts.c.place <= depth)
     )
-    submitted: Run = {}
-    reranked: Run = {}
-    for query_id, document_id, position, rank in session.execute(stmt):
-        submitted.setdefault(query_id, {})[document_id] = -float(position)
-        if rank is not None:
-            reranked.setdefault(query_id, {})[document_id] = -float(rank)
-    return submitted, reranked
+    for query_id, document_id, place in session.execute(stmt):
+        submitted[query_id][document_id] = -float(place)
+    stmt = (
+        select(Query.client_id, Document.client_id, Result.rank)
+        .join(Query, Query.id == Result.query_id)
+        .join(Document, Document.id == Result.document_id)
+        .where(Result.job_id == job_id, judged, Result.rank <= depth)
+    )
+    for query_id, document_id, rank in session.execute(stmt):
+        reranked[query_id][document_id] = -float(rank)
+    return submitted, {query_id: ranked for query_id, ranked in reranked.items() if ranked}
 
 
 def _scores(values: dict[Any, float], chosen: tuple[Any, Any, Any]) -> Scores:
@@ -81,7 +91,8 @@ def evaluate(session: Session, job_id: str, k: int = 100, min_relevance: int = 1
     if not qrels:
         raise NotFound(f"job {job_id} has no judgements: send qrels with it or to /qrels", field="qrels")
     chosen = measures(k, min_relevance)
-    submitted, reranked = runs(session, job_id)
+    judged = [query.client_id for query in store.job_queries(session, job_id) if query.client_id in qrels]
+    submitted, reranked = runs(session, job_id, judged, max(k, 10))
     per_query: dict[str, dict[str, dict[Any, float]]] = {}
     for order, run in (("submitted", submitted), ("reranked", reranked)):
         for metric in ir_measures.iter_calc(list(chosen), qrels, run):
