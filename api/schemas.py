@@ -6,7 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
+from worker.evaluation import Evaluation, QueryEvaluation, Scores
+from worker.judgements import JudgementsOut
+from worker.schedule_store import ScheduleOut, ScheduleRunOut
+from worker.spec import DocumentSpec, JobOptions, JobSpec, JudgementSpec, QuerySpec, ScheduleSpec
 from worker.views import (
     BatchErrors,
     BestChunk,
@@ -30,14 +33,22 @@ __all__ = [
     "CollectionOut",
     "DocumentSpec",
     "DocumentsPage",
+    "Evaluation",
     "JobOptions",
     "JobOut",
     "JobSpec",
+    "JudgementSpec",
+    "JudgementsOut",
     "LineError",
     "Progress",
+    "QueryEvaluation",
     "QuerySpec",
     "ResultOut",
     "ResultsPage",
+    "ScheduleOut",
+    "ScheduleRunOut",
+    "ScheduleSpec",
+    "Scores",
     "WorkerOut",
 ]
 
@@ -75,3 +86,7 @@ class Health(BaseModel):
     database: str
     broker: str
     workers: list[WorkerOut] = Field(description="Live workers (from their heartbeats).")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleOut]

@@ -105,6 +105,17 @@ def reconcile(once: Annotated[bool, typer.Option(help="One pass, then exit.")] =
         reconcile_forever(settings)
 
 
+@app.command()
+def beat(loglevel: str = "info") -> None:
+    """Run Celery beat for schedules: every RERANK_BEAT_SECONDS a worker submits the runs that are
+    due. Stateless (the database is the source of truth): safe to restart, or to run twice."""
+    settings = read_settings()
+    from worker.processes import run_beat
+
+    _logging(loglevel)
+    run_beat(settings, loglevel)
+
+
 def _options(
     threshold: float | None, top_k: int | None, max_length: int | None, chunking: bool, clean_html: bool
 ) -> JobOptions:
@@ -352,6 +363,116 @@ def _checked(output: Path) -> None:
         check_output(output)
     except RerankError as error:
         fail(f"-o {output}: {error.message}")
+
+
+@app.command()
+def rerun(
+    job_id: str,
+    api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the new job finishes.")] = False,
+) -> None:
+    """Submit a job again as a new job (same queries, documents or collection, options,
+    judgements); prints the new job's id."""
+    job = _request("POST", f"{api_url}/v1/jobs/{job_id}/rerun", api_key)
+    typer.echo(job["id"])
+    if wait:
+        _outcome(_follow(api_url, job["id"], api_key))
+
+
+@app.command()
+def qrels(
+    job_id: str,
+    file: ExistingFile,
+    trec: Annotated[
+        bool | None, typer.Option(help="TREC qrels (query iteration doc relevance); default: unless *.jsonl")
+    ] = None,
+    api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
+) -> None:
+    """Add relevance judgements to a job, from a TREC qrels file or JSONL
+    ({"query_id", "document_id", "relevance"} per line); a bad line refuses the file."""
+    is_trec = trec if trec is not None else file.suffix.lower() not in (".jsonl", ".ndjson")
+    headers = {"content-type": "text/plain" if is_trec else NDJSON["content-type"]}
+    found = _request(
+        "POST", f"{api_url}/v1/jobs/{job_id}/qrels", api_key, content=_blocks(file), headers=headers
+    )
+    typer.echo(f"job {job_id}: {found['judgements']} judgements over {found['queries']} queries")
+
+
+@app.command("eval")
+def evaluate(
+    job_id: str,
+    k: Annotated[int, typer.Option(help="The cut-off of Recall@k.")] = 100,
+    min_relevance: Annotated[int, typer.Option(help="The least relevance counted relevant.")] = 1,
+    api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
+) -> None:
+    """Print nDCG@10, MRR@10 and Recall@k of the submitted and the reranked order, per query and
+    mean (the job's judgements, measured by ir-measures)."""
+    params = {"k": k, "min_relevance": min_relevance}
+    found = _request("GET", f"{api_url}/v1/jobs/{job_id}/evaluation", api_key, params=params)
+    names = ("ndcg_at_10", "mrr_at_10", "recall_at_k")
+    header = ("nDCG@10", "MRR@10", f"R@{k}")
+    width = max([len("mean"), *(len(q["query_id"]) for q in found["queries"])])
+    typer.echo(f"{'query':<{width}}  order     " + "  ".join(f"{h:>8}" for h in header))
+    rows = [(q["query_id"], q["submitted"], q["reranked"]) for q in found["queries"]]
+    for query_id, submitted, reranked in [*rows, ("mean", found["submitted"], found["reranked"])]:
+        for order, scores in (("submitted", submitted), ("reranked", reranked)):
+            values = "  ".join(f"{scores[name]:>8.4f}" for name in names)
+            typer.echo(f"{query_id:<{width}}  {order:<9} {values}")
+            query_id = ""
+    typer.echo(
+        f"{found['queries_evaluated']} queries judged; relevant: relevance >= {found['min_relevance']}"
+    )
+
+
+schedules_app = typer.Typer(help="Standing jobs: rerun a template job at the times a cron names.")
+app.add_typer(schedules_app, name="schedules")
+
+
+def _schedule_line(found: dict[str, Any]) -> str:
+    state = "paused" if found["paused"] else f"next {found['next_due_at']}"
+    when = f"'{found['cron']}' {found['timezone']}"
+    return f"{found['id']}  job {found['job_id']}  {when}  {state}  {found['name'] or ''}"
+
+
+@schedules_app.command("create")
+def schedules_create(
+    job_id: str,
+    cron: Annotated[str, typer.Option(help='Five fields: minute hour day month weekday, e.g. "0 2 * * *".')],
+    timezone: Annotated[str, typer.Option(help="IANA time zone the cron is read in.")] = "UTC",
+    name: Annotated[str | None, typer.Option(help="A name to recognise it by.")] = None,
+    api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
+) -> None:
+    """Rerun job JOB_ID at each time --cron names; prints the schedule."""
+    body = {"job_id": job_id, "cron": cron, "timezone": timezone, "name": name}
+    typer.echo(_schedule_line(_request("POST", f"{api_url}/v1/schedules", api_key, json=body)))
+
+
+@schedules_app.command("list")
+def schedules_list(api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
+    """Schedules, newest first: id, template job, cron, next due time, name."""
+    for found in _request("GET", f"{api_url}/v1/schedules", api_key)["schedules"]:
+        typer.echo(_schedule_line(found))
+
+
+@schedules_app.command("show")
+def schedules_show(schedule_id: str, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
+    """A schedule and its latest runs: due time, the job submitted and its status, or the error."""
+    found = _request("GET", f"{api_url}/v1/schedules/{schedule_id}", api_key)
+    typer.echo(_schedule_line(found))
+    for run in found["runs"]:
+        outcome = f"job {run['job_id']} {run['status']}" if run["job_id"] else "no job"
+        typer.echo(f"  {run['due_at']}  {outcome}{'  ' + run['error'] if run['error'] else ''}")
+
+
+@schedules_app.command("delete")
+def schedules_delete(schedule_id: str, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
+    """Delete a schedule (the jobs its runs submitted stay)."""
+    _request("DELETE", f"{api_url}/v1/schedules/{schedule_id}", api_key)
+    typer.echo(f"schedule {schedule_id} deleted")
 
 
 @app.command("build-test-model")

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
         24, gt=0, description="How long an Idempotency-Key is remembered (a retry gets the same object)."
     )
 
+    beat_seconds: float = Field(
+        60, gt=0, description="How often `rerankq beat` has a worker submit the scheduled runs that are due."
+    )
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."
     )

@@ -9,6 +9,8 @@ from worker.errors import InvalidInput
 from worker.spec import JobOptions, JobSpec, QuerySpec
 from worker.views import LineError
 
+Line = tuple[int, bytes]  # (line number, raw line) of a streamed upload
+
 
 def line_error(number: int, error: ValidationError | str) -> LineError:
     """One rejected JSONL line: its number, the field at fault and why."""

@@ -4,15 +4,18 @@ once when the last query is in; then the tenant's quota and the request's Idempo
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from worker import collection, idempotency, quotas, store
 from worker.config import Settings
 from worker.errors import Conflict
 from worker.idempotency import Fingerprint, RequestKey
 from worker.lifecycle import Priority
+from worker.models import Document, Query
 from worker.spec import CollectionQuerySpec, JobOptions, QuerySpec
 from worker.tenancy import TRUSTED, Caller
 
@@ -47,6 +50,8 @@ class NewJob:
         synchronous: bool = False,
         caller: Caller = TRUSTED,
         request_key: RequestKey | None = None,
+        rerun_of: str | None = None,
+        model: str | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -54,7 +59,10 @@ class NewJob:
         self.queries = 0
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
-        self.job = store.new_job(session, settings.model, options, collection_id, synchronous, caller.tenant)
+        self.job = store.new_job(
+            session, model or settings.model, options, collection_id, synchronous, caller.tenant
+        )
+        self.job.rerun_of = rerun_of
         self.request_key = request_key
         self.fingerprint = Fingerprint(options.model_dump_json(), str(asked), str(collection_id))
         session.flush()
@@ -72,6 +80,41 @@ class NewJob:
         collection.add_queries(self.session, self.job.id, queries, first=self.queries)
         self.pairs += pairs
         self.queries += len(queries)
+
+    def copy_queries(self, source_id: str) -> None:
+        """The queries of job `source_id` with their documents, copied in the database (a rerun of
+        a job that carried its documents: a million pairs never pass through Python)."""
+        columns = [Query.job_id, Query.client_id, Query.text, Query.position]
+        chosen = select(literal(self.job.id), Query.client_id, Query.text, Query.position)
+        self.session.execute(insert(Query).from_select(columns, chosen.where(Query.job_id == source_id)))
+        old, new = aliased(Query), aliased(Query)
+        pairs = (
+            select(
+                literal(self.job.id),
+                new.id,
+                Document.client_id,
+                Document.text,
+                Document.meta,
+                Document.position,
+            )
+            .join(old, old.id == Document.query_id)
+            .join(new, (new.job_id == self.job.id) & (new.client_id == old.client_id))
+            .where(Document.job_id == source_id)
+        )
+        columns = [
+            Document.job_id,
+            Document.query_id,
+            Document.client_id,
+            Document.text,
+            Document.meta,
+            Document.position,
+        ]
+        self.session.execute(insert(Document).from_select(columns, pairs))
+        self.pairs += self._count(Document.job_id)
+        self.queries += self._count(Query.job_id)
+
+    def _count(self, job_column: Any) -> int:
+        return self.session.scalar(select(func.count()).where(job_column == self.job.id)) or 0
 
     def _fingerprint(self, queries: Sequence[QuerySpec | CollectionQuerySpec]) -> None:
         if self.request_key is not None:

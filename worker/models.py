@@ -90,6 +90,8 @@ class Job(Base):
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The tenant of the key that submitted it (null: submitted with RERANK_AUTH=off, or by `rerankq run`).
     tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The job this one reran (POST /v1/jobs/{id}/rerun, or a schedule's run); null once that is deleted.
+    rerun_of: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
 
 
 class Query(Base):
@@ -206,3 +208,50 @@ class IdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Judgement(Base):
+    """A relevance judgement (one qrels line) of a job: by the client's query and document ids, so
+    a judged document the job never retrieved still counts (recall, the ideal nDCG)."""
+
+    __tablename__ = "judgements"
+    __table_args__ = (UniqueConstraint("job_id", "query_client_id", "document_client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    query_client_id: Mapped[str] = mapped_column(String(255))
+    document_client_id: Mapped[str] = mapped_column(String(255))
+    relevance: Mapped[int] = mapped_column(Integer)
+
+
+class Schedule(Base):
+    """A standing job: its template job rerun at each time its cron expression names, in its time
+    zone. `next_due_at` is the next such time (UTC), moved on by the tick that submits it."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="RESTRICT"), index=True)
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    next_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The template job's tenant: its runs are that tenant's jobs (null with RERANK_AUTH=off).
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+class ScheduleRun(Base):
+    """One due time of a schedule, claimed once (unique per schedule and due time, however many
+    beats tick): the job it submitted, or why none could be."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -86,3 +86,15 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         )
     finally:
         heartbeat.stop()
+
+
+def run_beat(settings: Settings, loglevel: str) -> None:
+    """Celery beat: every RERANK_BEAT_SECONDS, a tick for a worker to submit the due scheduled runs.
+    It keeps no state of its own (an in-memory scheduler): the schedules and their runs are in the
+    database, so a restarted or second beat submits nothing twice."""
+    queue = JobQueue(settings)
+    queue.app.conf.beat_schedule = queue.beat_schedule(settings.beat_seconds)
+    log.info("beat on queue %s every %.1fs", settings.queue, settings.beat_seconds)
+    queue.app.Beat(
+        scheduler="celery.beat:Scheduler", loglevel=loglevel.upper(), max_interval=settings.beat_seconds
+    ).run()

@@ -19,6 +19,7 @@ PLAN_TASK = "rerankq.plan_job"
 SCORE_TASK = "rerankq.score_batch"
 FINALIZE_TASK = "rerankq.finalize_job"
 WEBHOOK_TASK = "rerankq.deliver_webhook"
+SCHEDULES_TASK = "rerankq.submit_due_runs"
 # Redis priorities (kombu keeps one list per step and a worker pops the lowest step first), so a
 # small high-priority job's batches overtake the queued batches of an overnight one.
 PRIORITY_STEPS = {Priority.high: 0, Priority.normal: 3, Priority.low: 6}
@@ -106,6 +107,13 @@ class JobQueue:
             self.enqueue(
                 SCORE_TASK, batch_id, priority, priority=priority, queue=model_queue(self.queue, model)
             )
+
+    def beat_schedule(self, every: float) -> dict[str, dict[str, object]]:
+        """Celery beat's one entry: every `every` seconds, a worker submits the scheduled runs that
+        are due (the database says which). A tick that waited longer than `every` expires unrun:
+        the next one does its work."""
+        options = {"queue": self.queue, "priority": PRIORITY_STEPS[Priority.high], "expires": every}
+        return {"submit-due-runs": {"task": SCHEDULES_TASK, "schedule": every, "options": options}}
 
     def view(self, models: set[str]) -> "BrokerView":
         return broker_view(self.broker_url, [self.queue, *(model_queue(self.queue, m) for m in models)])

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, idempotency, store
+from worker import collection, heartbeats, idempotency, judgements, schedule_store, store
 from worker.config import Settings
 from worker.cursors import PROCESS_CURSORS, Cursors
 from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -15,7 +15,7 @@ from worker.idempotency import RequestKey
 from worker.jobs import NewJob, Stored
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
-from worker.spec import CollectionJobSpec, JobSpec
+from worker.spec import CollectionJobSpec, CollectionQuerySpec, JobOptions, JobSpec
 from worker.stalls import StallCheck
 from worker.tenancy import TRUSTED, Caller
 from worker.views import (
@@ -52,17 +52,16 @@ def accept_job(
     request_key: RequestKey | None = None,
 ) -> Accepted:
     """Store a job of `caller`'s tenant (its documents, or its queries over a collection it may
-    see) and hand it to the queue; `synchronous` marks a job a client waits on (the rerank routes)."""
+    see, and its judgements) and hand it to the queue; `synchronous` marks a job a client waits on
+    (the rerank routes)."""
+    judgements.check(spec.qrels, {query.id for query in spec.queries})
     if isinstance(spec, CollectionJobSpec):
-        pairs = collection.pair_count(session, spec, caller)  # checked before anything is stored
-        job = NewJob(
-            session, settings, spec.options, spec.priority, spec.collection, False, caller, request_key
-        )
-        job.add_collection_queries(spec.queries, pairs)
+        job = _collection_job(session, spec, settings, caller, request_key)
     else:
         _check_lengths(spec, settings.max_document_chars)
         job = NewJob(session, settings, spec.options, spec.priority, None, synchronous, caller, request_key)
         job.add_queries(spec.queries)
+    judgements.store_judgements(session, job.job.id, spec.qrels)
     return start_job(session, job.finish(), enqueue)
 
 
@@ -76,6 +75,66 @@ def submit_job(
 ) -> JobOut:
     """accept_job without an Idempotency-Key: the new job."""
     return accept_job(session, spec, settings, enqueue, synchronous, caller).job
+
+
+def _collection_job(
+    session: Session,
+    spec: CollectionJobSpec,
+    settings: Settings,
+    caller: Caller,
+    request_key: RequestKey | None = None,
+    source: Job | None = None,
+) -> NewJob:
+    """A job of `caller`'s tenant over a collection's current documents, unfinished; a rerun of
+    `source` if given."""
+    pairs = collection.pair_count(session, spec, caller)  # checked before anything is stored
+    rerun_of, model = (source.id, source.model) if source else (None, None)
+    job = NewJob(
+        session,
+        settings,
+        spec.options,
+        spec.priority,
+        spec.collection,
+        False,
+        caller,
+        request_key,
+        rerun_of,
+        model,
+    )
+    job.add_collection_queries(spec.queries, pairs)
+    return job
+
+
+def create_rerun(session: Session, job_id: str, settings: Settings, caller: Caller = TRUSTED) -> Stored:
+    """Store a new job with the queries, documents or collection, options, model and judgements of
+    job `job_id` (over the collection's contents now) that records which job it reran; it belongs
+    to the source's tenant, whoever asks (an admin, a schedule)."""
+    source = store.get_job(session, job_id, caller)
+    owner = Caller(tenant=source.tenant, admin=False)
+    options, priority = JobOptions.model_validate(source.options), Priority(source.priority)
+    if source.collection_id is not None:
+        queries = [
+            CollectionQuerySpec(id=query.client_id, text=query.text, document_ids=query.document_ids)
+            for query in store.job_queries(session, source.id)
+        ]
+        spec = CollectionJobSpec(
+            collection=source.collection_id, queries=queries, options=options, priority=priority
+        )
+        job = _collection_job(session, spec, settings, owner, source=source)
+    else:
+        job = NewJob(
+            session, settings, options, priority, caller=owner, rerun_of=source.id, model=source.model
+        )
+        job.copy_queries(source.id)
+    judgements.copy(session, source.id, job.job.id)
+    return job.finish()
+
+
+def rerun_job(
+    session: Session, job_id: str, settings: Settings, enqueue: Enqueue | None, caller: Caller = TRUSTED
+) -> JobOut:
+    """Run job `job_id` again, as a new job (create_rerun), and put it on the queue."""
+    return start_job(session, create_rerun(session, job_id, settings, caller), enqueue).job
 
 
 def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
@@ -173,6 +232,10 @@ def delete_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> None:
     job = store.get_job(session, job_id, caller)
     if job.status not in FINISHED:
         raise Conflict(f"job {job_id} is {job.status}: cancel it first", field="status")
+    if schedules := schedule_store.using(session, [job_id]):
+        raise Conflict(
+            f"job {job_id} is the template of schedule {schedules[0]}: delete that first", field="id"
+        )
     store.delete_job(session, job_id)
     session.commit()
 
@@ -187,6 +250,8 @@ def purge_expired(session: Session, retention_days: float) -> int:
     if retention_days <= 0:
         return 0
     expired = store.expired_jobs(session, utcnow() - timedelta(days=retention_days))
+    templates = set(schedule_store.templates(session, expired))  # a schedule's template is kept
+    expired = [job_id for job_id in expired if job_id not in templates]
     for job_id in expired:
         store.delete_job(session, job_id)
         session.commit()

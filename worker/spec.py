@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.cron import check_cron, check_timezone
 from worker.lifecycle import Priority
 
 # What PostgreSQL's text cannot hold (NUL) and UTF-8 cannot encode (a lone surrogate, which a JSON
@@ -219,6 +220,15 @@ class JobOptions(_Strict):
         )
 
 
+class JudgementSpec(_Strict):
+    """One relevance judgement (a qrels line): how relevant a document is to a query, by their ids.
+    The document need not be among the job's: a judged document never retrieved lowers recall."""
+
+    query_id: ClientId
+    document_id: ClientId
+    relevance: StrictInt = Field(description="The grade: 0 not relevant, higher more relevant (TREC: 0-3).")
+
+
 class _Job(_Strict):
     """What every job has besides its queries."""
 
@@ -226,6 +236,10 @@ class _Job(_Strict):
     priority: Priority | None = Field(
         None,
         description="high | normal | low; default normal, low for jobs over RERANK_LOW_PRIORITY_PAIRS pairs.",
+    )
+    qrels: list[JudgementSpec] = Field(
+        default_factory=list,
+        description="Relevance judgements of the job's queries; GET /v1/jobs/{id}/evaluation measures them.",
     )
 
     @field_validator("queries", check_fields=False)
@@ -273,3 +287,23 @@ AnyJobSpec = Annotated[
     Annotated[JobSpec, Tag("documents")] | Annotated[CollectionJobSpec, Tag("collection")],
     Discriminator(_job_kind),
 ]
+
+
+CronExpression = Annotated[
+    StrictStr,
+    AfterValidator(check_cron),
+    Field(description='Five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *".'),
+]
+TimeZone = Annotated[
+    StrictStr, AfterValidator(check_timezone), Field(description="IANA name, e.g. Europe/Paris.")
+]
+
+
+class ScheduleSpec(_Strict):
+    """A standing job: the template job `job_id` rerun (its queries, documents or collection, and
+    options) at each time `cron` names, read in `timezone`."""
+
+    job_id: ClientId
+    cron: CronExpression
+    timezone: TimeZone = "UTC"
+    name: Annotated[StrictStr, Field(max_length=255)] | None = None

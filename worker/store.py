@@ -24,7 +24,7 @@ from worker.lifecycle import (
     Priority,
     may_become,
 )
-from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
+from worker.models import Batch, CollectionDocument, Document, Job, Judgement, Query, Result, utcnow
 from worker.spec import JobOptions, QuerySpec
 from worker.tenancy import TRUSTED, Caller
 from worker.views import RankedRow
@@ -81,6 +81,11 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
     return len(rows)
 
 
+def job_queries(session: Session, job_id: str) -> Sequence[Query]:
+    """A job's queries in submission order."""
+    return session.scalars(select(Query).where(Query.job_id == job_id).order_by(Query.position)).all()
+
+
 def get_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> Job:
     """A job `caller` may see; another tenant's is as missing as one that never existed."""
     job = session.get(Job, job_id)
@@ -90,9 +95,9 @@ def get_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> Job:
 
 
 def delete_job(session: Session, job_id: str) -> None:
-    """Delete a job with its results, pairs, batches and queries (children first: no cascade is
-    left to the database, so SQLite and PostgreSQL do the same work)."""
-    for key in (Result.job_id, Document.job_id, Batch.job_id, Query.job_id, Job.id):
+    """Delete a job with its results, pairs, batches, queries and judgements (children first: no
+    cascade is left to the database, so SQLite and PostgreSQL do the same work)."""
+    for key in (Result.job_id, Document.job_id, Batch.job_id, Query.job_id, Judgement.job_id, Job.id):
         session.execute(delete(key.class_).where(key == job_id))
 
 

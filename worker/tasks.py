@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from functools import cached_property
 
-from worker import pipeline, store, webhooks
+from worker import pipeline, schedules, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
@@ -18,7 +18,7 @@ from worker.errors import is_connection_error
 from worker.lifecycle import FINISHED, Priority
 from worker.overlap import InHand, ModelGate
 from worker.pipeline import Limits
-from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
+from worker.queue import FINALIZE_TASK, PLAN_TASK, SCHEDULES_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Tasks:
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
         self.app.task(name=WEBHOOK_TASK, shared=False)(self.deliver_webhook)
+        self.app.task(name=SCHEDULES_TASK, shared=False)(self.submit_due_runs)
         self.webhook_policy = webhooks.WebhookPolicy.from_settings(settings)
 
     @cached_property
@@ -136,3 +137,12 @@ class Tasks:
             retry_in = webhooks.deliver(session, job_id, self.webhook_policy)
         if retry_in is not None:
             self.queue.enqueue(WEBHOOK_TASK, job_id, priority=Priority.high, countdown=retry_in)
+
+    def submit_due_runs(self) -> None:
+        """A beat's tick: rerun the template of every schedule that is due (worker.schedules)."""
+
+        def submit() -> None:
+            with session_scope(self.settings.database_url) as session:
+                schedules.tick(session, self.settings, self.queue.enqueue_plan)
+
+        self._retrying("scheduled runs", submit)

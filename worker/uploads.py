@@ -2,6 +2,7 @@
 a collection's documents (bad lines reported and skipped) and a job file (a bad line rejects the
 job, nothing of it is kept)."""
 
+import json
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
@@ -13,15 +14,15 @@ from worker import collection, idempotency, store
 from worker.config import Settings
 from worker.errors import InvalidInput
 from worker.idempotency import Fingerprint, RequestKey
-from worker.jobfile import line_error
+from worker.jobfile import Line, line_error
 from worker.jobs import NewJob, Stored, commit
+from worker.judgements import QrelsUpload
 from worker.models import Collection, CollectionDocument
 from worker.spec import DocumentSpec, QuerySpec, too_deep, too_long
 from worker.tenancy import TRUSTED, Caller
 from worker.views import CollectionOut, LineError
 
 KEPT_ERRORS = 100  # per-line errors kept on the collection (all are counted)
-Line = tuple[int, bytes]  # (line number, raw line)
 
 
 class CollectionUpload:
@@ -115,15 +116,29 @@ class CollectionUpload:
         return CollectionOut.from_row(self.collection), False
 
 
+def judgement_line(raw: bytes) -> bool:
+    """Whether a job file's line is a judgement ({"query_id", "document_id", "relevance"}) rather
+    than a query: parsed twice only when the key's name appears in it at all."""
+    if b'"query_id"' not in raw:
+        return False
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and "query_id" in found and "documents" not in found
+
+
 class JobUpload:
     """A job streamed as JSONL (one query with its documents per line, the `rerankq submit`
-    format). Stored as it arrives in one transaction: a bad line rejects the whole job."""
+    format; judgement lines may be mixed in). Stored as it arrives in one transaction: a bad line
+    rejects the whole job."""
 
     def __init__(self, job: NewJob, settings: Settings) -> None:
         self.job = job
         self.max_document_chars = settings.max_document_chars
         self.max_json_depth = settings.max_json_depth
         self.query_lines: dict[str, int] = {}  # query id -> the line it came on
+        self.qrels = QrelsUpload(job.session, job.job.id, "jsonl", query_ids=self.query_lines)
 
     def add(self, lines: Sequence[Line]) -> None:
         queries = []
@@ -132,6 +147,9 @@ class JobUpload:
                 continue
             if why := too_deep(raw, self.max_json_depth):
                 raise InvalidInput(f"line {number}: the line {why}", field="body")
+            if judgement_line(raw):
+                self.qrels.pending.append((number, raw))  # checked once every query is in
+                continue
             try:
                 query = QuerySpec.model_validate_json(raw)
             except ValidationError as error:
@@ -152,4 +170,5 @@ class JobUpload:
     def finish(self) -> Stored:
         if not self.query_lines:
             raise InvalidInput("the job file has no queries", field="queries")
+        self.qrels.add(self.qrels.pending)
         return self.job.finish()

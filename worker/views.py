@@ -63,6 +63,7 @@ class JobOut(BaseModel):
     collection: str | None = Field(description="The collection a job reranks against, if any.")
     synchronous: bool = Field(description="Made by a rerank route (/v2/rerank, /v1/rerank, /rerank).")
     webhook: WebhookOut | None = Field(description="Delivery to options.callback_url, if one was given.")
+    rerun_of: str | None = Field(None, description="The job this one reran (a rerun or a schedule's run).")
 
     @classmethod
     def from_row(cls, job: Job, rate: float | None, stalled_reason: str | None = None) -> "JobOut":
@@ -96,6 +97,7 @@ class JobOut(BaseModel):
             priority=Priority(job.priority),
             collection=job.collection_id,
             synchronous=job.synchronous,
+            rerun_of=job.rerun_of,
             webhook=None
             if job.options.get("callback_url") is None
             else WebhookOut(

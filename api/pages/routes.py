@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from api import deps
 from api.pages.cards import Card, cards
-from worker import service
+from worker import evaluation, judgements, service
 from worker.cursors import Cursors
 from worker.errors import RerankError
+from worker.evaluation import Evaluation
 from worker.lifecycle import FINISHED, Priority
 from worker.spec import ParamStr
 from worker.tenancy import Caller
@@ -105,12 +106,33 @@ def job_page(
     cursor: ParamStr | None = None,
     view: Annotated[str, Query(pattern="^(cards|table)$")] = "cards",
 ) -> HTMLResponse:
-    """A job: live progress while it runs; once finished, a page of one query's ranked results."""
+    """A job: live progress while it runs; once finished, a page of one query's ranked results
+    and, when it has judgements, a chart of whether reranking helped."""
     job = service.job_status(session, job_id, caller=caller)
     results = _results(session, job, query_id, cursor, caller, cursors) if job.status in FINISHED else None
+    measured = _evaluation(session, job)
     return _render(
-        request, "job.html", job=job, view=view, cursor=cursor, page_size=PAGE_SIZE, results=results
+        request,
+        "job.html",
+        job=job,
+        view=view,
+        cursor=cursor,
+        page_size=PAGE_SIZE,
+        results=results,
+        evaluation=measured,
+        measures=MEASURES,
     )
+
+
+# The evaluation chart's bars: Scores' field, and its label (Recall's cut-off is the API's default).
+MEASURES = (("ndcg_at_10", "nDCG@10"), ("mrr_at_10", "MRR@10"), ("recall_at_k", "Recall@{k}"))
+
+
+def _evaluation(session: Session, job: JobOut) -> Evaluation | None:
+    """The finished job's evaluation (GET /v1/jobs/{id}/evaluation's defaults), if it has judgements."""
+    if job.status not in FINISHED or not judgements.summary(session, job.id).judgements:
+        return None
+    return evaluation.evaluate(session, job.id)
 
 
 @router.get("/collections", response_class=HTMLResponse)

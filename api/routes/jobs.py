@@ -4,21 +4,24 @@ Parquet."""
 import itertools
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from api import deps
 from api.limits import CheckedRoute
-from api.schemas import ERROR_RESPONSES, BatchErrors, JobList, JobOut, ResultsPage
-from worker import export, service
+from api.schemas import ERROR_RESPONSES, BatchErrors, Evaluation, JobList, JobOut, JudgementsOut, ResultsPage
+from api.streams import spool, store_lines
+from worker import evaluation, export, service
 from worker.config import Settings
 from worker.cursors import Cursors
 from worker.idempotency import RequestKey
+from worker.judgements import QrelsUpload
 from worker.lifecycle import JobStatus
 from worker.spec import AnyJobSpec, ParamStr
 from worker.stalls import StallCheck
@@ -123,6 +126,75 @@ def cancel_job(
 def delete_job(job_id: ParamStr, session: DbSession, caller: CallerDep) -> None:
     """Delete a finished job with its results (409 while it runs: cancel it first)."""
     service.delete_job(session, job_id, caller)
+
+
+@router.post("/{job_id}/rerun", status_code=202, response_model=JobOut, responses=errors)
+def rerun_job(
+    job_id: ParamStr,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    caller: CallerDep,
+) -> JobOut:
+    """Submit the job again as a new job (its `rerun_of` names this one): the same queries,
+    documents or collection (its documents now), options, model and judgements."""
+    return service.rerun_job(session, job_id, settings, enqueue, caller)
+
+
+QRELS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": '{"query_id", "document_id", "relevance"} per line',
+                }
+            },
+            "text/plain": {
+                "schema": {
+                    "type": "string",
+                    "description": "TREC qrels: query_id iteration document_id relevance",
+                }
+            },
+        }
+    }
+}
+
+
+@router.post("/{job_id}/qrels", response_model=JudgementsOut, responses=errors, openapi_extra=QRELS_BODY)
+async def upload_qrels(
+    job_id: ParamStr,
+    request: Request,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    caller: CallerDep,
+) -> JudgementsOut:
+    """Add relevance judgements to a job, streamed: JSONL (application/x-ndjson) or a TREC qrels
+    file (text/plain). A bad line refuses the upload (422 naming the line); judgements stored
+    before stay; a pair judged again takes its new relevance."""
+    line_format = "trec" if request.headers.get("content-type", "").startswith("text/plain") else "jsonl"
+    body = await spool(request.stream(), settings.max_upload_bytes)
+    return await store_lines(
+        partial(QrelsUpload, session, job_id, line_format, caller=caller),
+        body,
+        session,
+        settings.max_request_bytes,
+    )
+
+
+@router.get("/{job_id}/evaluation", response_model=Evaluation, responses=errors)
+def evaluate_job(
+    job_id: ParamStr,
+    session: DbSession,
+    caller: CallerDep,
+    k: Annotated[int, Query(ge=1, le=10000, description="The cut-off of recall_at_k.")] = 100,
+    min_relevance: Annotated[
+        int, Query(description="The least relevance counted relevant (MRR, recall).")
+    ] = 1,
+) -> Evaluation:
+    """nDCG@10, MRR@10 and Recall@k (ir-measures) of the submitted order and of the reranked order,
+    per query and mean, against the job's judgements (404 when it has none)."""
+    return evaluation.evaluate(session, job_id, k, min_relevance, caller)
 
 
 @router.get("/{job_id}/errors", response_model=BatchErrors, responses=errors)
