@@ -129,6 +129,11 @@ class JobOptions(_Strict):
     normalize: bool = Field(True, description="score = sigmoid(raw_score); false: score = raw_score.")
     chunking: ChunkingOptions = Field(default_factory=ChunkingOptions)
     clean_html: bool = Field(True, description="Strip tags, comments and control characters before scoring.")
+    cache: bool = Field(
+        True,
+        description="Reuse scores of pairs scored before with the same model, settings and texts, and"
+        " keep this job's scores for later jobs; false: score every pair, keep nothing.",
+    )
     callback_url: Annotated[StrictStr | None, AfterValidator(_http_url)] = Field(
         None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
     )
@@ -162,6 +167,13 @@ class JobSpec(_Job):
     """A job that carries its documents: one list per query."""
 
     queries: list[QuerySpec] = Field(min_length=1)
+
+
+class DeletionSpec(_Strict):
+    """A line of a collection update that deletes a document."""
+
+    id: ClientId
+    deleted: Literal[True]
 
 
 class CollectionQuerySpec(_Strict):

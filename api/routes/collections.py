@@ -1,5 +1,6 @@
 """/v1/collections: upload a knowledge base once (JSONL, streamed), look at it, delete it."""
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -8,12 +9,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api import deps
-from api.schemas import CollectionList, CollectionOut, DocumentsPage, ErrorOut
+from api.schemas import CollectionList, CollectionOut, CollectionUpdateOut, DocumentsPage, ErrorOut
 from api.streams import file_blocks, store_lines
 from worker import collection, service
 from worker.config import Settings
 from worker.errors import InvalidInput
-from worker.uploads import CollectionUpload
+from worker.uploads import CollectionUpdate, CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 DbSession = Annotated[Session, Depends(deps.session)]
@@ -32,6 +33,22 @@ BODY = {
 }
 
 
+UPDATE_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": '{"id", "text", "metadata"?} (add or replace)'
+                    ' or {"id", "deleted": true} (delete) per line',
+                }
+            },
+            "multipart/form-data": BODY["requestBody"]["content"]["multipart/form-data"],
+        }
+    }
+}
+
+
 @router.post("", status_code=201, response_model=CollectionOut, responses=errors, openapi_extra=BODY)
 async def upload_collection(
     request: Request,
@@ -41,16 +58,37 @@ async def upload_collection(
 ) -> CollectionOut:
     """Store a JSONL stream of documents (a raw body, or a multipart `file`) in bounded memory;
     bad lines are reported by line number and skipped, the good ones kept."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise InvalidInput("a multipart upload needs a `file` part", field="file")
-        blocks = file_blocks(file)
-    else:
-        blocks = request.stream()
+    blocks = await _body(request)
     upload = await run_in_threadpool(CollectionUpload, session, name, settings.max_document_chars)
     return await store_lines(upload, blocks, session, settings.max_request_bytes)
+
+
+@router.patch(
+    "/{collection_id}", response_model=CollectionUpdateOut, responses=errors, openapi_extra=UPDATE_BODY
+)
+async def update_collection(
+    collection_id: str,
+    request: Request,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+) -> CollectionUpdateOut:
+    """Apply a JSONL stream of changes in one transaction: `{"id", "text", "metadata"?}` adds or
+    replaces a document, `{"id", "deleted": true}` deletes one. Bad lines are reported by line
+    number and skipped; the collection's version moves on once, if anything changed."""
+    blocks = await _body(request)
+    changes = await run_in_threadpool(CollectionUpdate, session, collection_id, settings.max_document_chars)
+    return await store_lines(changes, blocks, session, settings.max_request_bytes)
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The lines' bytes: a raw body, or a multipart upload's `file` part."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return request.stream()
+    form = await request.form()
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise InvalidInput("a multipart upload needs a `file` part", field="file")
+    return file_blocks(file)
 
 
 @router.get("", response_model=CollectionList, responses=errors)

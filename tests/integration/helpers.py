@@ -89,8 +89,9 @@ def limits(
     max_attempts: int = 3,
     max_windows: int = 128,
     lease_seconds: float = 30,
+    worker_timeout: float = 45,
 ) -> Limits:
-    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds)
+    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds, worker_timeout)
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:
