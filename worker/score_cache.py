@@ -91,7 +91,17 @@ def reuse(session: Session, job: Job, key: str) -> int:
     params = {"job_id": job.id, "key": key}
     found = rows_affected(session.execute(_REUSE, params))
     session.execute(_TRUNCATED, params)
-    values = {"cache_key": key, "cached_pairs": found, "done_pairs": Job.done_pairs + found}
+    # the tokens per pair its key implies, as an earlier job with the key recorded them: a job
+    # whose every pair is cached scores no batch that would record them
+    earlier = select(Job.effective_max_length).where(
+        Job.cache_key == key, Job.effective_max_length.is_not(None)
+    )
+    values = {
+        "cache_key": key,
+        "cached_pairs": found,
+        "done_pairs": Job.done_pairs + found,
+        "effective_max_length": func.coalesce(Job.effective_max_length, earlier.limit(1).scalar_subquery()),
+    }
     session.execute(update(Job).where(Job.id == job.id).values(values))
     session.refresh(job)
     return found

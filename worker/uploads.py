@@ -231,7 +231,7 @@ class CollectionUpdate:
             version=stored.version,
             documents=stored.documents,
             error_count=self.error_count,
-            errors=self.errors,
+            errors=sorted(self.errors, key=lambda error: error.line),
             **counts,
         )
 

@@ -274,8 +274,7 @@ class ResultOut(BaseModel):
     best_chunk: BestChunk
     query_truncated: bool = Field(description="The query was cut to 3/4 of max_length tokens.")
     cached: bool = Field(
-        False,
-        description="Reused from the score cache (same model, settings and texts), not scored again."
+        False, description="Reused from the score cache (same model, settings and texts), not scored again."
     )
     metadata: dict[str, Any] | None = Field(description="The document's metadata, as submitted.")
     chunk_scores: list[ChunkScore] | None = Field(
