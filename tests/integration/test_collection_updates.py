@@ -3,6 +3,7 @@ updates and deletions move the version, bad lines are reported without losing wh
 job reads the version it was planned against, and a job run again reuses the score cache."""
 
 import json
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -10,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tests.integration.helpers import TINY, limits, wait_for
+from tests.integration.helpers import TINY, limits, rerankq, wait_for
 from worker import pipeline, service
 from worker.engine import Reranker
 from worker.models import CollectionDocument
@@ -217,3 +218,26 @@ def test_the_cache_is_sized_and_pruned_by_collection_and_age(client: TestClient)
     assert again["progress"]["cached"] == 0  # pruned: scored again
     assert client.delete("/v1/cache", params={"older_than_days": 0}).json()["deleted"] >= 4
     assert client.get("/v1/cache").json()["entries"] == 0
+
+
+def test_the_cli_updates_a_collection_and_prunes_the_cache(
+    api_server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    _, env = api_server
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text('{"id": "a", "text": "alpha"}\n{"id": "b", "text": "beta"}\n')
+    collection = json.loads(rerankq("upload-collection", str(kb), env=env).stdout)
+    changes = tmp_path / "changes.jsonl"
+    changes.write_text('{"id": "a", "text": "alpha, edited"}\n{"id": "b", "deleted": true}\n{"id": "c"}\n')
+    updated = rerankq("update-collection", collection["id"], str(changes), env=env)
+    assert updated.returncode == 0, updated.stderr
+    update = json.loads(updated.stdout)
+    assert (update["version"], update["replaced"], update["deleted"], update["error_count"]) == (2, 1, 1, 1)
+    assert "changes.jsonl" in updated.stderr  # the progress bar
+    refused = rerankq("update-collection", collection["id"], str(tmp_path / "missing.jsonl"), env=env)
+    assert refused.returncode == 2
+
+    assert "entries" in json.loads(rerankq("cache", "size", env=env).stdout)
+    pruned = rerankq("cache", "prune", "--collection", collection["id"], env=env)
+    assert pruned.returncode == 0 and pruned.stdout.strip() == "0 cache entries deleted"
+    assert rerankq("cache", "prune", env=env).returncode == 1  # say what to prune
