@@ -26,6 +26,17 @@ def fresh_database(server: str, name: str) -> str:
     return f"{server}/{name}".replace("postgresql://", "postgresql+psycopg://")
 
 
+@contextmanager
+def scratch_database(server: str, name: str) -> Iterator[str]:
+    """A fresh database `name` on `server` (its SQLAlchemy URL), dropped on the way out."""
+    url = fresh_database(server, name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of a process (Linux VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

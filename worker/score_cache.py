@@ -40,25 +40,26 @@ def scoring_key(identity: ModelIdentity, options: JobOptions) -> str:
     return text_hash(json.dumps(decisive, sort_keys=True))
 
 
-_PAIR_HASHES = """
-    FROM documents d
-    JOIN queries q ON q.id = d.query_id
-    LEFT JOIN collection_documents c ON c.id = d.source_id
-"""
-_DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"
-# A job's pairs found in the cache become its results at once, marked cached.
-_REUSE = text(
-    f"""
+# A job's pairs found in the cache become its results at once, marked cached. A pair's document
+# text is its own or its collection document's: one statement for each, so that both hashes are
+# plain equi-join keys (a coalesce over an outer join would only filter after the join).
+_REUSE = """
     INSERT INTO results (job_id, query_id, document_id, raw_score, chunks, best_chunk, best_start,
                          best_end, windows, cached)
     SELECT d.job_id, d.query_id, d.id, s.raw_score, s.chunks, s.best_chunk, s.best_start,
            s.best_end, s.windows, true
-    {_PAIR_HASHES}
+    FROM documents d
+    JOIN queries q ON q.id = d.query_id
+    {source}
     JOIN score_cache s ON s.scoring_key = :key AND s.query_hash = q.text_hash
-                      AND s.document_hash = {_DOCUMENT_HASH}
+                      AND s.document_hash = {document_hash}
     WHERE d.job_id = :job_id
-    """
+"""
+_REUSE_OWN = text(_REUSE.format(source="", document_hash="d.text_hash"))
+_REUSE_COLLECTION = text(
+    _REUSE.format(source="JOIN collection_documents c ON c.id = d.source_id", document_hash="c.text_hash")
 )
+_DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"
 _TRUNCATED = text(
     """
     UPDATE queries SET truncated = true WHERE job_id = :job_id AND EXISTS (
@@ -89,7 +90,15 @@ def reuse(session: Session, job: Job, key: str) -> int:
     """Give a planned job's pairs found in the cache their results (cached), counted as done and
     as cached; how many. The key is recorded on the job, so its finalize fills the cache."""
     params = {"job_id": job.id, "key": key}
-    found = rows_affected(session.execute(_REUSE, params))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # a new job's rows are not in the statistics yet: the planner would guess a few
+        # and probe the cache once per cached row; hashing the job's pairs is right at any size
+        session.execute(text("SET LOCAL enable_nestloop = off"))
+    found = rows_affected(
+        session.execute(_REUSE_OWN if job.collection_id is None else _REUSE_COLLECTION, params)
+    )
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop = on"))
     session.execute(_TRUNCATED, params)
     # the tokens per pair its key implies, as an earlier job with the key recorded them: a job
     # whose every pair is cached scores no batch that would record them
