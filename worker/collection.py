@@ -3,7 +3,7 @@ reference. Their documents' text is stored once, however many queries and jobs r
 reads the version it was planned against (see snapshot_pairs)."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
@@ -30,6 +30,25 @@ def live() -> Any:
     """The documents of a collection's current version (replaced and deleted ones are kept while
     a job refers to them)."""
     return CollectionDocument.removed_in.is_(None)
+
+
+class LiveDocument(NamedTuple):
+    pk: int
+    text_hash: str | None
+    metadata: dict[str, Any] | None
+    position: int
+
+
+def live_documents(session: Session, collection_id: str, ids: list[str]) -> dict[str, LiveDocument]:
+    """The current version of some of a collection's documents, by id (absent ids are left out)."""
+    stmt = select(
+        CollectionDocument.client_id,
+        CollectionDocument.id,
+        CollectionDocument.text_hash,
+        CollectionDocument.meta,
+        CollectionDocument.position,
+    ).where(CollectionDocument.collection_id == collection_id, CollectionDocument.client_id.in_(ids), live())
+    return {client_id: LiveDocument(*row) for client_id, *row in session.execute(stmt)}
 
 
 def documents_page(

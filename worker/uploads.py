@@ -153,22 +153,7 @@ class CollectionUpdate:
             self._apply(changes)
 
     def _apply(self, changes: dict[str, tuple[int, Change]]) -> None:
-        stored = {
-            row.client_id: row
-            for row in self.session.execute(
-                select(
-                    CollectionDocument.id,
-                    CollectionDocument.client_id,
-                    CollectionDocument.text_hash,
-                    CollectionDocument.meta,
-                    CollectionDocument.position,
-                ).where(
-                    CollectionDocument.collection_id == self.id,
-                    CollectionDocument.client_id.in_(changes),
-                    collection.live(),
-                )
-            )
-        }
+        stored = collection.live_documents(self.session, self.id, list(changes))
         removed, rows = [], []
         for client_id, (number, change) in changes.items():
             old = stored.get(client_id)
@@ -178,27 +163,17 @@ class CollectionUpdate:
                         LineError(line=number, field="id", error=f"no document '{client_id}' to delete")
                     )
                     continue
-                removed.append(old.id)
+                removed.append(old.pk)
                 self.counts["deleted"] += 1
                 continue
-            digest = text_hash(change.text)
-            if old is not None and old.text_hash == digest and old.meta == change.metadata:
+            row = self._new_row(number, change, old)
+            if row is None:
                 self.counts["unchanged"] += 1
                 continue
             if old is not None:
-                removed.append(old.id)
+                removed.append(old.pk)
             self.counts["replaced" if old is not None else "added"] += 1
-            rows.append(
-                {
-                    "collection_id": self.id,
-                    "client_id": client_id,
-                    "text": change.text,
-                    "text_hash": digest,
-                    "meta": change.metadata,
-                    "position": old.position if old is not None else self.last_position + number,
-                    "version": self.version,
-                }
-            )
+            rows.append(row)
         if removed:
             stmt = update(CollectionDocument).where(CollectionDocument.id.in_(removed))
             self.session.execute(
@@ -206,6 +181,24 @@ class CollectionUpdate:
             )
         if rows:
             self.session.execute(insert(CollectionDocument), rows)
+
+    def _new_row(
+        self, number: int, document: DocumentSpec, old: collection.LiveDocument | None
+    ) -> dict[str, Any] | None:
+        """The row of a document's new version, in this update's version and the old one's
+        position (its place among ties); None when text and metadata are as stored."""
+        digest = text_hash(document.text)
+        if old is not None and old.text_hash == digest and old.metadata == document.metadata:
+            return None
+        return {
+            "collection_id": self.id,
+            "client_id": document.id,
+            "text": document.text,
+            "text_hash": digest,
+            "meta": document.metadata,
+            "position": old.position if old is not None else self.last_position + number,
+            "version": self.version,
+        }
 
     def _reject(self, error: LineError) -> None:
         self.error_count += 1
