@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from worker.db import rows_affected
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.hashing import text_hash
-from worker.models import Collection, CollectionDocument, Document, Job, Query
+from worker.models import CachedScore, Collection, CollectionDocument, Document, Job, Query
 from worker.spec import CollectionJobSpec, CollectionQuerySpec
 
 
@@ -64,12 +64,14 @@ def documents_page(
 
 
 def remove(session: Session, collection_id: str) -> None:
-    """Delete a collection no job refers to (a job's results point at its documents)."""
+    """Delete a collection no job refers to (a job's results point at its documents), with the
+    score cache's entries kept for its jobs."""
     get(session, collection_id)
     jobs = session.scalar(select(func.count()).select_from(Job).where(Job.collection_id == collection_id))
     if jobs:
         raise Conflict(f"collection {collection_id} is used by {jobs} job(s)", field="collection")
     session.execute(delete(CollectionDocument).where(CollectionDocument.collection_id == collection_id))
+    session.execute(delete(CachedScore).where(CachedScore.collection_id == collection_id))
     session.execute(delete(Collection).where(Collection.id == collection_id))
     session.commit()
 
