@@ -70,7 +70,7 @@ def services(
         )
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
         while not all(" ready." in (logs / f"worker{i}.log").read_text() for i in range(workers)):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers not ready; see {logs}")
