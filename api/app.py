@@ -17,7 +17,7 @@ from api.limits import BodyReadTimeout
 from api.metrics import ApiMetrics
 from api.pages import routes as pages
 from api.retention import retention
-from api.routes import collections, compat, health, job_files, jobs, metrics, schedules
+from api.routes import cache, collections, compat, health, job_files, jobs, metrics, schedules
 from worker.config import Settings
 from worker.errors import CONNECTION_ERRORS, RerankError, WaitTimeout
 from worker.queue import JobQueue
@@ -165,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(collections.router)
     app.include_router(schedules.router)
+    app.include_router(cache.router)
     app.include_router(compat.router)
     app.include_router(health.router)
     app.include_router(pages.router)

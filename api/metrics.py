@@ -90,3 +90,8 @@ class _StatsCollector(Collector):
             "Seconds the longest-waiting batch on the queue has waited (0: none waits).",
             value=stats.oldest_queued_batch_seconds or 0.0,
         )
+        yield GaugeMetricFamily(
+            "rerankq_score_cache_entries",
+            "Pairs whose scores the score cache keeps.",
+            value=stats.score_cache_entries,
+        )

@@ -59,7 +59,8 @@ def report_until_done(api: httpx.Client, job_id: str) -> dict[str, Any]:
         rate, eta = progress["pairs_per_second"], progress["eta_seconds"]
         print(
             f"  {job['status']}: {progress['done']}/{progress['total']} pairs"
-            + (f", {rate:.0f} pairs/s, eta {eta:.0f}s" if rate else ""),
+            + (f", {rate:.0f} pairs/s" if rate else "")
+            + (f", eta {eta:.0f}s" if eta is not None else ""),
             file=sys.stderr,
         )
         time.sleep(5)

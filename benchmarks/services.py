@@ -32,6 +32,16 @@ def drop_database(server: str, name: str) -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@contextmanager
+def scratch_database(server: str, name: str) -> Iterator[str]:
+    """A fresh database `name` on `server` (its SQLAlchemy URL), dropped on the way out."""
+    url = fresh_database(server, name)
+    try:
+        yield url
+    finally:
+        drop_database(server, name)
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident memory of a process (Linux VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -74,7 +84,7 @@ def services(
         )
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, headers=admin_headers(env))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
         while not all(" ready." in (logs / f"worker{i}.log").read_text() for i in range(workers)):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers not ready; see {logs}")

@@ -253,11 +253,54 @@ def upload_collection(
     typer.echo(json.dumps(collection, indent=2))
 
 
+@app.command("update-collection")
+def update_collection(
+    collection_id: str, file: ExistingFile, api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None
+) -> None:
+    """Change a collection in place (JSONL: {"id", "text", "metadata"?} adds or replaces a
+    document, {"id", "deleted": true} deletes one), streamed; prints what changed, the new version
+    and the lines that were rejected, as JSON."""
+    url = f"{api_url}/v1/collections/{collection_id}"
+    typer.echo(json.dumps(_request("PATCH", url, api_key, content=_blocks(file), headers=NDJSON), indent=2))
+
+
 def _blocks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
-    """A file read a block at a time, for a streamed upload."""
-    with path.open("rb") as file:
+    """A file read a block at a time, for a streamed upload, with a progress bar of bytes sent."""
+    with (
+        path.open("rb") as file,
+        tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name) as bar,
+    ):
         while block := file.read(size):
+            bar.update(len(block))
             yield block
+
+
+cache = typer.Typer(help="The score cache: its size, and pruning it.", no_args_is_help=True)
+app.add_typer(cache, name="cache")
+
+
+@cache.command("size")
+def cache_size(api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
+    """Print how many pairs' scores the cache keeps, and the oldest and newest entry's time."""
+    typer.echo(json.dumps(_request("GET", f"{api_url}/v1/cache", api_key), indent=2))
+
+
+@cache.command("prune")
+def cache_prune(
+    older_than: Annotated[
+        float | None, typer.Option(help="Delete entries kept more than this many days ago.")
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="Delete entries kept for jobs over this collection.")
+    ] = None,
+    api_url: ApiUrl = DEFAULT_API,
+    api_key: ApiKey = None,
+) -> None:
+    """Delete score cache entries by age and/or collection (both: entries that match both)."""
+    asked = {"older_than_days": older_than, "collection": collection}
+    params = {key: value for key, value in asked.items() if value is not None}
+    pruned = _request("DELETE", f"{api_url}/v1/cache", api_key, params=params)
+    typer.echo(f"{pruned['deleted']} cache entries deleted")
 
 
 @app.command()

@@ -30,6 +30,7 @@ RESULT_COLUMNS = (
     "best_chunk_start",
     "best_chunk_end",
     "query_truncated",
+    "cached",
     "metadata",
 )
 
@@ -54,6 +55,7 @@ def flat(row: Record) -> tuple[Any, ...]:
         best["start"],
         best["end"],
         row["query_truncated"],
+        row["cached"],
         None if metadata is None else json.dumps(metadata, ensure_ascii=False),
     )
 
@@ -141,7 +143,7 @@ def _write_parquet(rows: Iterable[Record], path: Path) -> int:
     import pyarrow.parquet as pq
 
     text, number, score, flag = pa.string(), pa.int32(), pa.float64(), pa.bool_()
-    types = (text, text, number, score, score, flag, number, number, number, flag, text)
+    types = (text, text, number, score, score, flag, number, number, number, flag, flag, text)
     schema = pa.schema(list(zip(RESULT_COLUMNS, types, strict=True)))
     count = 0
     with pq.ParquetWriter(path, schema) as writer:

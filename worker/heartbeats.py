@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from worker.errors import is_connection_error
 from worker.models import Worker, aware, utcnow
+from worker.score_cache import ModelIdentity
 from worker.store import dialect_insert
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class WorkerInfo:
     dtype: str
     queue: str
     started_at: datetime
+    fingerprint: str | None = None  # of the model's weights (Reranker.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ def seen_workers(session: Session, timeout: float, within: timedelta = timedelta
     )
     return [
         SeenWorker(
-            WorkerInfo(row.name, row.model, row.device, row.dtype, row.queue, aware(row.started_at)),
+            WorkerInfo(
+                row.name, row.model, row.device, row.dtype, row.queue, aware(row.started_at), row.fingerprint
+            ),
             aware(row.last_seen),
             aware(row.last_seen) >= now - timedelta(seconds=timeout),
         )
@@ -66,6 +70,18 @@ def live_models(session: Session, timeout: float) -> set[str]:
     """The models some live worker serves."""
     since = utcnow() - timedelta(seconds=timeout)
     return set(session.scalars(select(Worker.model).where(Worker.last_seen >= since).distinct()))
+
+
+def serving(session: Session, model: str, timeout: float) -> ModelIdentity | None:
+    """What the live workers of `model` run, when they all run the same weights in the same
+    dtype (else None: no cache key fits every worker that may score the job)."""
+    since = utcnow() - timedelta(seconds=timeout)
+    stmt = select(Worker.fingerprint, Worker.dtype).where(Worker.model == model, Worker.last_seen >= since)
+    seen = set(session.execute(stmt.distinct()).tuples())
+    if len(seen) != 1:
+        return None
+    ((fingerprint, dtype),) = seen
+    return None if fingerprint is None else ModelIdentity(model, fingerprint, dtype)
 
 
 class Heartbeat:

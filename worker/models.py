@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 
@@ -49,11 +50,27 @@ class Collection(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The tenant of the key that uploaded it (null: uploaded with RERANK_AUTH=off).
     tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    # 1 when uploaded; each update (PATCH) that changes something moves it on by one.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class CollectionDocument(Base):
+    """A document's text at one version of its collection. An update never rewrites a row: a new
+    text is a new row and the old one is marked removed (kept while a job's pairs refer to it), so
+    a job planned earlier keeps reading the texts it was planned against."""
+
     __tablename__ = "collection_documents"
-    __table_args__ = (UniqueConstraint("collection_id", "client_id"),)
+    __table_args__ = (
+        Index(
+            "ux_collection_documents_live",
+            "collection_id",
+            "client_id",
+            unique=True,
+            sqlite_where=sql_text("removed_in IS NULL"),
+            postgresql_where=sql_text("removed_in IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
@@ -61,6 +78,9 @@ class CollectionDocument(Base):
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
+    text_hash: Mapped[str | None] = mapped_column(String(32))  # worker.hashing.text_hash(text)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # written at
+    removed_in: Mapped[int | None] = mapped_column(Integer)  # the version that replaced or deleted it
 
 
 class Job(Base):
@@ -76,6 +96,12 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(8), default=Priority.normal, server_default="normal")
     collection_id: Mapped[str | None] = mapped_column(ForeignKey("collections.id", ondelete="RESTRICT"))
+    # The collection's version its pairs were taken from, recorded when the job is planned.
+    collection_version: Mapped[int | None] = mapped_column(Integer)
+    # The score cache's key for this job's scoring settings (worker.score_cache.ScoringKey), fixed
+    # at plan time; null: the job neither reads nor fills the cache.
+    cache_key: Mapped[str | None] = mapped_column(String(32))
+    cached_pairs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # of done_pairs
     # options.max_length cut to the model's limit, recorded by the worker that scores the first batch
     # (the API never loads the model, so it cannot know the limit).
     effective_max_length: Mapped[int | None] = mapped_column(Integer)
@@ -106,6 +132,7 @@ class Query(Base):
     # In a collection job: the documents to score (null: every document of the collection).
     document_ids: Mapped[list[str] | None] = mapped_column(JSON)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    text_hash: Mapped[str | None] = mapped_column(String(32))
 
 
 class Batch(Base):
@@ -140,6 +167,7 @@ class Worker(Base):
     device: Mapped[str] = mapped_column(String(64))
     dtype: Mapped[str] = mapped_column(String(32))
     queue: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str | None] = mapped_column(String(64))  # of the model's weights
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
@@ -159,6 +187,7 @@ class Document(Base):
     )
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
+    text_hash: Mapped[str | None] = mapped_column(String(32))  # a pair's own text's (not a collection's)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
 
 
@@ -179,6 +208,7 @@ class Result(Base):
     best_end: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # [[start, end, raw_score], ...] of every window, kept only for documents of several windows.
     windows: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # not scored: reused
 
 
 class ApiKey(Base):
@@ -254,4 +284,31 @@ class ScheduleRun(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CachedScore(Base):
+    """A pair's scores, reusable by any job with the same scoring key (model, weights, dtype class,
+    max_length, chunking and cleaning) and the same query and document texts (by hash)."""
+
+    __tablename__ = "score_cache"
+    __table_args__ = (
+        UniqueConstraint("scoring_key", "query_hash", "document_hash", name="uq_score_cache_pair"),
+        Index("ix_score_cache_created_at", "created_at"),
+        Index("ix_score_cache_collection", "collection_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scoring_key: Mapped[str] = mapped_column(String(32))
+    query_hash: Mapped[str] = mapped_column(String(32))
+    document_hash: Mapped[str] = mapped_column(String(32))
+    # the collection the pair was scored for (pruned with it); null for a job's own documents
+    collection_id: Mapped[str | None] = mapped_column(String(32))
+    raw_score: Mapped[float] = mapped_column(Float)
+    chunks: Mapped[int] = mapped_column(Integer)
+    best_chunk: Mapped[int] = mapped_column(Integer)
+    best_start: Mapped[int] = mapped_column(Integer)
+    best_end: Mapped[int] = mapped_column(Integer)
+    windows: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    query_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

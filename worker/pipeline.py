@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import leases, metrics, store, turns
+from worker import collection, heartbeats, leases, metrics, score_cache, store, turns
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
 from worker.leases import Lease
 from worker.lifecycle import JobStatus, Priority
+from worker.models import Job, utcnow
 from worker.overlap import InLine, ModelGate, alone
+from worker.score_cache import ModelIdentity
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
 
@@ -36,6 +38,7 @@ class Limits:
     max_attempts: int
     max_windows: int
     lease_seconds: float
+    worker_timeout: float  # a worker unseen this long is not asked what weights it runs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
@@ -45,6 +48,7 @@ class Limits:
             settings.max_attempts,
             settings.max_windows,
             settings.lease_seconds,
+            settings.worker_timeout,
         )
 
 
@@ -61,21 +65,28 @@ class Followups:
     model: str
 
 
-def plan_job(session: Session, job_id: str, limits: Limits) -> Followups:
+def identity_of(reranker: Reranker) -> ModelIdentity:
+    return ModelIdentity(reranker.name, reranker.fingerprint, str(reranker.dtype).removeprefix("torch."))
+
+
+def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity | None = None) -> Followups:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
-    (up to its tenant's `limits.queued_batches`; each scored batch releases the next). The job's row is
-    locked first: a second plan task (the reconciler's re-send) finds it locked and leaves at once."""
+    (up to its tenant's `limits.queued_batches`; each scored batch releases the next). Pairs whose
+    scores are in the cache are not batched. `own`: the model this process serves, if it has one
+    loaded. The job's row is locked first: a second plan task (the reconciler's re-send) finds it
+    locked and leaves at once."""
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
         return Followups([], None, job.model)
     session.refresh(job)
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
-            store.expand_collection_pairs(session, job)
+            collection.snapshot_pairs(session, job)
+        cached = _reuse_scores(session, job, limits, own)
         store.plan_batches(session, job_id, limits.task_pairs)
         store.transition(session, job_id, JobStatus.running)
-        log.info("job %s planned: %d pairs", job_id, job.total_pairs)
-        if job.total_pairs == 0:  # nothing to score (an empty collection): no batch would finish it
+        log.info("job %s planned: %d pairs, %d of them from the cache", job_id, job.total_pairs, cached)
+        if job.done_pairs >= job.total_pairs:  # nothing left to score: no batch would finish it
             finalize_job(session, job_id)
             return Followups([], None, job.model)
     batches = []
@@ -135,6 +146,23 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
     job = store.get_job(session, job_id)
     finalize = job_id if _all_scored(session, job_id) else None
     return Followups(turns.release_batches(session, job_id, limits.queued_batches), finalize, job.model)
+
+
+def _reuse_scores(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> int:
+    """Results for the job's pairs the cache holds (unless its options opt out); how many. The
+    key needs the weights of the model that will score the rest: this process's, or the live
+    workers' of the job's model (none live, or differing weights: no cache for this job)."""
+    options = JobOptions.model_validate(job.options)
+    if not options.cache:
+        return 0
+    serving = own if own is not None and own.name == job.model else None
+    identity = serving or heartbeats.serving(session, job.model, limits.worker_timeout)
+    if identity is None:
+        log.info(
+            "job %s: score cache not used: no live worker of %s says what weights it runs", job.id, job.model
+        )
+        return 0
+    return score_cache.reuse(session, job, score_cache.scoring_key(identity, options))
 
 
 def _score(
@@ -212,6 +240,7 @@ def finalize_job(session: Session, job_id: str) -> None:
     job = store.get_job(session, job_id)
     if not _all_scored(session, job_id):
         return
+    kept = score_cache.fill(session, job, utcnow())
     store.rank_results(session, job_id)
     if job.done_pairs == 0 and job.total_pairs > 0:
         cause = store.batch_errors(session, job_id, limit=1)
@@ -222,7 +251,14 @@ def finalize_job(session: Session, job_id: str) -> None:
     if job.total_pairs >= LARGE_JOB_PAIRS:
         store.refresh_statistics(session)
     session.commit()
-    log.info("job %s finalized: %d scored, %d failed", job_id, job.done_pairs, job.failed_pairs)
+    log.info(
+        "job %s finalized: %d done (%d from the cache), %d failed; %d pairs added to the cache",
+        job_id,
+        job.done_pairs,
+        job.cached_pairs,
+        job.failed_pairs,
+        kept,
+    )
 
 
 def run_job(
@@ -236,7 +272,7 @@ def run_job(
 ) -> None:
     """Every step of a job in this process, in the order a worker meets them (no broker):
     `rerankq run`, a worker's synchronous jobs and the tests use it."""
-    queued = deque(plan_job(session, job_id, limits).batches)
+    queued = deque(plan_job(session, job_id, limits, identity_of(reranker)).batches)
     while queued:
         followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate)
         queued.extend(followups.batches)

@@ -68,6 +68,7 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         str(reranker.dtype).removeprefix("torch."),
         queue,
         datetime.now(UTC),
+        reranker.fingerprint,
     )
     heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
     reconcile_once(settings, tasks.queue)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, idempotency, judgements, schedule_store, store
+from worker import collection, heartbeats, idempotency, judgements, schedule_store, score_cache, store
 from worker.config import Settings
 from worker.cursors import PROCESS_CURSORS, Cursors
 from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -20,6 +20,8 @@ from worker.stalls import StallCheck
 from worker.tenancy import TRUSTED, Caller
 from worker.views import (
     BatchError,
+    CacheOut,
+    CachePruned,
     CollectionOut,
     DocumentOut,
     DocumentsPage,
@@ -227,6 +229,22 @@ def collection_documents(
     return DocumentsPage(documents=[DocumentOut.from_row(row) for row in rows[:limit]], next_cursor=last)
 
 
+def cache_size(session: Session) -> CacheOut:
+    size = score_cache.size(session)
+    return CacheOut(entries=size.entries, oldest=size.oldest, newest=size.newest)
+
+
+def prune_cache(session: Session, older_than_days: float | None, collection_id: str | None) -> CachePruned:
+    """Delete the score cache's entries older than `older_than_days` and/or made for a collection's
+    jobs (both given: entries that are both); at least one must be given."""
+    if older_than_days is None and collection_id is None:
+        raise InvalidInput("say what to prune: older_than_days, collection or both", field="older_than_days")
+    older_than = None if older_than_days is None else utcnow() - timedelta(days=older_than_days)
+    deleted = score_cache.prune(session, older_than, collection_id)
+    session.commit()
+    return CachePruned(deleted=deleted)
+
+
 def delete_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> None:
     """Delete a finished job with its results (a queued or running one must be cancelled first)."""
     job = store.get_job(session, job_id, caller)
@@ -267,7 +285,8 @@ def _rate(session: Session, job: Job) -> float | None:
     """Pairs per second: of the last minute while the job runs, else (and before the first batch of
     that minute) of the whole run; None before anything was scored."""
     started, finished = aware(job.started_at), aware(job.finished_at)
-    if started is None or not job.done_pairs:
+    scored = job.done_pairs - job.cached_pairs  # the cache's pairs took no time
+    if started is None or not scored:
         return None
     now = utcnow()
     if job.status == JobStatus.running:
@@ -275,7 +294,7 @@ def _rate(session: Session, job: Job) -> float | None:
         recent = store.pairs_done_since(session, job.id, since)
         if recent:
             return recent / max((now - since).total_seconds(), 1e-3)
-    return job.done_pairs / max(((finished or now) - started).total_seconds(), 1e-3)
+    return scored / max(((finished or now) - started).total_seconds(), 1e-3)
 
 
 def job_view(session: Session, job: Job, stalls: StallCheck | None = None) -> JobOut:

@@ -206,6 +206,11 @@ class JobOptions(_Strict):
     clean_html: StrictBool = Field(
         True, description="Strip tags, comments and control characters before scoring."
     )
+    cache: StrictBool = Field(
+        True,
+        description="Reuse scores of pairs scored before with the same model, settings and texts, and"
+        " keep this job's scores for later jobs; false: score every pair, keep nothing.",
+    )
     callback_url: Annotated[StoredStr | None, AfterValidator(_http_url)] = Field(
         None, max_length=2048, description="POST the job here when it finishes (signed; retried)."
     )
@@ -252,6 +257,13 @@ class JobSpec(_Job):
     """A job that carries its documents: one list per query."""
 
     queries: list[QuerySpec] = Field(min_length=1)
+
+
+class DeletionSpec(_Strict):
+    """A line of a collection update that deletes a document."""
+
+    id: ClientId
+    deleted: Literal[True]
 
 
 class CollectionQuerySpec(_Strict):

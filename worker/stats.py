@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from worker.lifecycle import BatchStatus, Priority
-from worker.models import Batch, Job, aware, utcnow
+from worker.models import Batch, CachedScore, Job, aware, utcnow
 from worker.queue import priority_lists
 
 
@@ -20,6 +20,7 @@ class ServiceStats:
     pairs_failed: int
     queue_depth: dict[Priority, int]  # tasks waiting in Redis, by priority
     oldest_queued_batch_seconds: float | None  # None: no batch is waiting
+    score_cache_entries: int
 
 
 def service_stats(session: Session, broker: redis.Redis, queue: str) -> ServiceStats:
@@ -46,4 +47,5 @@ def service_stats(session: Session, broker: redis.Redis, queue: str) -> ServiceS
         pairs_failed=sum(int(row[4]) for row in rows),
         queue_depth={priority: int(depth) for priority, depth in zip(lists, depths, strict=True)},
         oldest_queued_batch_seconds=None if oldest is None else (utcnow() - oldest).total_seconds(),
+        score_cache_entries=session.scalar(select(func.count()).select_from(CachedScore)) or 0,
     )

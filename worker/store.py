@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.errors import NotFound
+from worker.hashing import text_hash
 from worker.lifecycle import (
     BATCH_TRANSITIONS,
     FINISHED,
@@ -61,7 +62,13 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
     if not queries:
         return 0
     query_rows = [
-        {"job_id": job_id, "client_id": q.id, "text": q.text, "position": first + i}
+        {
+            "job_id": job_id,
+            "client_id": q.id,
+            "text": q.text,
+            "position": first + i,
+            "text_hash": text_hash(q.text),
+        }
         for i, q in enumerate(queries)
     ]
     pks = session.scalars(insert(Query).returning(Query.id, sort_by_parameter_order=True), query_rows).all()
@@ -71,6 +78,7 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
             "query_id": query_pk,
             "client_id": d.id,
             "text": d.text,
+            "text_hash": text_hash(d.text),
             "meta": d.metadata,
             "position": i,
         }
@@ -142,23 +150,6 @@ def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> 
     return moved is not None
 
 
-def expand_collection_pairs(session: Session, job: Job) -> None:
-    """A collection job's pairs, one documents row per (query, collection document) pointing at the
-    text stored once; done in the database, so a million pairs never pass through Python."""
-    for query in session.scalars(select(Query).where(Query.job_id == job.id)):
-        chosen = select(
-            literal(job.id),
-            literal(query.id),
-            CollectionDocument.client_id,
-            CollectionDocument.id,
-            CollectionDocument.position,
-        ).where(CollectionDocument.collection_id == job.collection_id)
-        if query.document_ids is not None:
-            chosen = chosen.where(CollectionDocument.client_id.in_(query.document_ids))
-        columns = ["job_id", "query_id", "client_id", "source_id", "position"]
-        session.execute(insert(Document).from_select(columns, chosen))
-
-
 # Pairs numbered longest document first; a collection document's pairs (one per query) stay
 # together, so a batch tokenizes and chunks each document once for all its queries.
 _NUMBERED = """
@@ -167,7 +158,7 @@ _NUMBERED = """
                ORDER BY length(coalesce(d.text, c.text)) DESC, coalesce(d.source_id, 0), d.id
            ) - 1) / :task_pairs AS number
     FROM documents d LEFT JOIN collection_documents c ON c.id = d.source_id
-    WHERE d.job_id = :job_id
+    WHERE d.job_id = :job_id AND NOT EXISTS (SELECT 1 FROM results r WHERE r.document_id = d.id)
 """
 _INSERT_BATCHES = text(
     f"""
@@ -186,7 +177,8 @@ _ASSIGN_BATCHES = text(
 
 
 def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
-    """Split a job's pairs into pending batches of at most `task_pairs`, longest first (in SQL)."""
+    """Split a job's pairs without a result yet (the cache's are in) into pending batches of at
+    most `task_pairs`, longest first (in SQL)."""
     params = {"job_id": job_id, "task_pairs": task_pairs}
     session.execute(_INSERT_BATCHES, params)
     session.execute(_ASSIGN_BATCHES, params)
@@ -417,6 +409,7 @@ def results_page(
             page.c.best_end,
             best_text,
             page.c.windows,
+            page.c.cached,
             Document.meta,
             CollectionDocument.meta,
         )

@@ -90,7 +90,8 @@ class Tasks:
                     )
                     followups = None
                 else:
-                    followups = pipeline.plan_job(session, job_id, self.limits)
+                    own = pipeline.identity_of(self.reranker) if job.model == self.settings.model else None
+                    followups = pipeline.plan_job(session, job_id, self.limits, own)
             if followups is not None and followups.batches:
                 self.queue.enqueue_batches(followups.batches, followups.model, priority)
             else:

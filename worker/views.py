@@ -16,7 +16,8 @@ from worker.spec import JobOptions
 
 class Progress(BaseModel):
     total: int = Field(description="Pairs in the job.")
-    done: int = Field(description="Pairs scored.")
+    done: int = Field(description="Pairs scored (those from the score cache included).")
+    cached: int = Field(description="Of done: pairs whose scores were reused from the score cache.")
     failed: int = Field(description="Pairs whose batch failed.")
     cancelled: int = Field(
         description="Pairs left unscored by a cancel (done + failed + cancelled = total once finished)."
@@ -61,6 +62,9 @@ class JobOut(BaseModel):
     )
     priority: Priority
     collection: str | None = Field(description="The collection a job reranks against, if any.")
+    collection_version: int | None = Field(
+        description="The collection's version the job's pairs were taken from (when it was planned)."
+    )
     synchronous: bool = Field(description="Made by a rerank route (/v2/rerank, /v1/rerank, /rerank).")
     webhook: WebhookOut | None = Field(description="Delivery to options.callback_url, if one was given.")
     rerun_of: str | None = Field(None, description="The job this one reran (a rerun or a schedule's run).")
@@ -76,6 +80,7 @@ class JobOut(BaseModel):
         progress = Progress(
             total=job.total_pairs,
             done=job.done_pairs,
+            cached=job.cached_pairs,
             failed=job.failed_pairs,
             cancelled=remaining if job.status == JobStatus.cancelled else 0,
             pairs_per_second=rate,
@@ -96,6 +101,7 @@ class JobOut(BaseModel):
             effective_max_length=job.effective_max_length,
             priority=Priority(job.priority),
             collection=job.collection_id,
+            collection_version=job.collection_version,
             synchronous=job.synchronous,
             rerun_of=job.rerun_of,
             webhook=None
@@ -115,6 +121,7 @@ class WorkerOut(BaseModel):
     dtype: str
     queue: str = Field(description="The queue of the batches it takes (one per model).")
     started_at: datetime
+    fingerprint: str | None = Field(description="SHA-256 of the model's weights as loaded.")
     last_seen: datetime = Field(description="Its latest heartbeat.")
     live: bool = Field(description="Seen within RERANK_WORKER_TIMEOUT seconds.")
 
@@ -136,17 +143,47 @@ class CollectionOut(BaseModel):
     error_count: int = Field(description="Lines rejected.")
     errors: list[LineError] = Field(description="The first 100 rejected lines.")
     created_at: datetime
+    version: int = Field(description="1 when uploaded; moves on by one with each update that changes it.")
+    updated_at: datetime | None = Field(description="When it was last updated (PATCH).")
 
     @classmethod
     def from_row(cls, collection: Collection) -> "CollectionOut":
         return cls(
             id=collection.id,
             name=collection.name,
+            version=collection.version,
+            updated_at=aware(collection.updated_at),
             documents=collection.documents,
             error_count=collection.error_count,
             errors=[LineError.model_validate(error) for error in collection.errors],
             created_at=aware(collection.created_at),
         )
+
+
+class CollectionUpdateOut(BaseModel):
+    """What one update (PATCH) did: its lines by outcome, and the version it made."""
+
+    id: str
+    version: int = Field(description="The collection's version after this update.")
+    documents: int = Field(description="Documents in that version.")
+    added: int = Field(description="Lines that added a document.")
+    replaced: int = Field(description="Lines that changed a document's text or metadata.")
+    deleted: int = Field(description="Lines that deleted a document.")
+    unchanged: int = Field(
+        description="Lines identical to the stored document (the version did not move for them)."
+    )
+    error_count: int = Field(description="Lines rejected.")
+    errors: list[LineError] = Field(description="The first 100 rejected lines.")
+
+
+class CacheOut(BaseModel):
+    entries: int = Field(description="Pairs whose scores are kept.")
+    oldest: datetime | None
+    newest: datetime | None
+
+
+class CachePruned(BaseModel):
+    deleted: int = Field(description="Entries deleted.")
 
 
 class CollectionList(BaseModel):
@@ -210,6 +247,7 @@ class RankedRow:
     best_end: int
     best_text: str
     windows: list[list[float]] | None  # [[start, end, raw_score], ...] when more than one
+    cached: bool  # reused from the score cache, not scored for this job
     metadata: dict[str, Any] | None  # the document's, as submitted or uploaded
 
 
@@ -237,6 +275,9 @@ class ResultOut(BaseModel):
     chunks: int = Field(description="Windows the document was read as (1: it fit beside the query).")
     best_chunk: BestChunk
     query_truncated: bool = Field(description="The query was cut to 3/4 of max_length tokens.")
+    cached: bool = Field(
+        False, description="Reused from the score cache (same model, settings and texts), not scored again."
+    )
     metadata: dict[str, Any] | None = Field(description="The document's metadata, as submitted.")
     chunk_scores: list[ChunkScore] | None = Field(
         None, description="Every window's span and raw score (with ?include_chunks=true)."
@@ -259,6 +300,7 @@ class ResultOut(BaseModel):
             chunks=row.windows_read,
             best_chunk=best,
             query_truncated=row.query_truncated,
+            cached=row.cached,
             metadata=row.metadata,
         )
         if include_windows:

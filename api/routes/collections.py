@@ -8,14 +8,14 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from api import deps
-from api.schemas import ERROR_RESPONSES, CollectionList, CollectionOut, DocumentsPage
+from api.schemas import ERROR_RESPONSES, CollectionList, CollectionOut, CollectionUpdateOut, DocumentsPage
 from api.streams import JSON_LINES, NDJSON, content_type, spool, store_lines
 from worker import service
 from worker.config import Settings
 from worker.errors import InvalidInput, UnsupportedMediaType
 from worker.idempotency import RequestKey
 from worker.spec import ParamStr
-from worker.uploads import CollectionUpload
+from worker.uploads import CollectionUpdate, CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 DbSession = Annotated[Session, Depends(deps.session)]
@@ -30,6 +30,22 @@ BODY = {
             "multipart/form-data": {
                 "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
             },
+        }
+    }
+}
+
+
+UPDATE_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-ndjson": {
+                "schema": {
+                    "type": "string",
+                    "description": '{"id", "text", "metadata"?} (add or replace)'
+                    ' or {"id", "deleted": true} (delete) per line',
+                }
+            },
+            "multipart/form-data": BODY["requestBody"]["content"]["multipart/form-data"],
         }
     }
 }
@@ -86,6 +102,28 @@ async def _body(request: Request, max_bytes: int) -> UploadFile:
         await form.close()
         raise InvalidInput("a multipart upload needs a `file` part", field="file")
     return file
+
+
+@router.patch(
+    "/{collection_id}", response_model=CollectionUpdateOut, responses=errors, openapi_extra=UPDATE_BODY
+)
+async def update_collection(
+    collection_id: ParamStr,
+    request: Request,
+    session: DbSession,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    caller: CallerDep,
+) -> CollectionUpdateOut:
+    """Apply a JSONL stream of changes in one transaction: `{"id", "text", "metadata"?}` adds or
+    replaces a document, `{"id", "deleted": true}` deletes one. Bad lines are reported by line
+    number and skipped; the collection's version moves on once, if anything changed."""
+    body = await _body(request, settings.max_upload_bytes)
+    return await store_lines(
+        partial(CollectionUpdate, session, collection_id, settings, caller),
+        body,
+        session,
+        settings.max_request_bytes,
+    )
 
 
 @router.get("", response_model=CollectionList, responses=errors)

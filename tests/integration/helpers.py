@@ -38,6 +38,8 @@ def rerankq(*args: str, env: dict[str, str], cwd: Path | None = None) -> subproc
 
 
 def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, Any]:
+    """The same texts each time, scored each time: the score cache (on unless `cache=True` is
+    passed) would otherwise answer a later test's job from an earlier one's."""
     return {
         "queries": [
             {
@@ -54,7 +56,7 @@ def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, 
             }
             for q in range(queries)
         ],
-        "options": options,
+        "options": {"cache": False, **options},
     }
 
 
@@ -89,8 +91,9 @@ def limits(
     max_attempts: int = 3,
     max_windows: int = 128,
     lease_seconds: float = 30,
+    worker_timeout: float = 45,
 ) -> Limits:
-    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds)
+    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds, worker_timeout)
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:

@@ -26,6 +26,7 @@ def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> Non
     assert job["progress"] | {"pairs_per_second": None} == {
         "total": 21,
         "done": 21,
+        "cached": 0,
         "failed": 0,
         "cancelled": 0,
         "pairs_per_second": None,

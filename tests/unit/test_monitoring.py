@@ -26,7 +26,7 @@ def exposed_names(tiny_model: Path) -> set[str]:
     api = ApiMetrics(SYNC_ROUTES)
     api.requests.labels("GET", "/healthz", "200").inc()
     api.sync_seconds.labels("/v2/rerank").observe(0.1)
-    stats = ServiceStats({"completed": 1}, 2, 2, 0, {p: 0 for p in Priority}, None)
+    stats = ServiceStats({"completed": 1}, 2, 2, 0, {p: 0 for p in Priority}, None, 0)
     metrics.register(load_reranker(str(tiny_model), device="cpu"))
     text = api.render(stats).decode() + generate_latest(REGISTRY).decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples} | {

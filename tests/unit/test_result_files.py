@@ -24,6 +24,7 @@ def rows(count: int) -> Iterator[dict[str, Any]]:
             "chunks": 1 + i % 2,
             "best_chunk": {"index": 0, "start": i, "end": i + 3, "text": "abc"},
             "query_truncated": i % 5 == 0,
+            "cached": i % 2 == 0,
             "metadata": None if i % 4 else {"url": f"https://example.org/{i}", "n": i},
         }
 

@@ -29,6 +29,7 @@ def test_defaults() -> None:
         "normalize": True,
         "chunking": {"enabled": True, "max_tokens": 512, "overlap": 64, "aggregate": "max"},
         "clean_html": True,
+        "cache": True,
         "callback_url": None,
     }
 

@@ -6,11 +6,13 @@ scores match it; batching does not: pairs are length-sorted and grouped by a pad
 each distinct text is tokenized once and each distinct model input scored once. No pair is longer
 than the model reads (`Reranker.length_limit`), whatever max_length is asked for."""
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -70,6 +72,16 @@ class Reranker:
         self.oom_splits = 0  # batches split in two after running out of memory
         # a fast tokenizer sets its truncation per call: two threads calling it at once collide
         self._tokenizing = threading.Lock()
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the weights as loaded (each tensor's name and bytes, in order): the score
+        cache's proof that two workers with the same model name run the same model."""
+        digest = hashlib.sha256()
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
+        return digest.hexdigest()
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
         """Raw logits of `pairs` in input order."""

@@ -1,0 +1,148 @@
+"""The score cache: a pair's scores kept under the hashes of everything that decides them (model
+name and weights, dtype, max_length, chunking and cleaning; the query's and document's texts), so
+a job run again over a collection that barely changed scores only what changed. Looked up and
+filled in bulk, in SQL, at plan and finalize time: no pair passes through Python."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.orm import Session
+
+from worker.db import rows_affected
+from worker.hashing import text_hash
+from worker.models import CachedScore, Job, aware
+from worker.spec import JobOptions
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a worker serves, as far as scores are concerned: the model's name, a fingerprint of
+    its weights and the dtype they run in."""
+
+    name: str
+    fingerprint: str
+    dtype: str
+
+
+def scoring_key(identity: ModelIdentity, options: JobOptions) -> str:
+    """The hash of every setting that changes a pair's raw score (not threshold, top_k or
+    normalize: they are applied when results are read)."""
+    decisive = {
+        "model": identity.name,
+        "weights": identity.fingerprint,
+        "dtype": identity.dtype,
+        "max_length": options.max_length,
+        "chunking": options.chunking.model_dump(),
+        "clean_html": options.clean_html,
+    }
+    return text_hash(json.dumps(decisive, sort_keys=True))
+
+
+# A job's pairs found in the cache become its results at once, marked cached. A pair's document
+# text is its own or its collection document's: one statement for each, so that both hashes are
+# plain equi-join keys (a coalesce over an outer join would only filter after the join).
+_REUSE = """
+    INSERT INTO results (job_id, query_id, document_id, raw_score, chunks, best_chunk, best_start,
+                         best_end, windows, cached)
+    SELECT d.job_id, d.query_id, d.id, s.raw_score, s.chunks, s.best_chunk, s.best_start,
+           s.best_end, s.windows, true
+    FROM documents d
+    JOIN queries q ON q.id = d.query_id
+    {source}
+    JOIN score_cache s ON s.scoring_key = :key AND s.query_hash = q.text_hash
+                      AND s.document_hash = {document_hash}
+    WHERE d.job_id = :job_id
+"""
+_REUSE_OWN = text(_REUSE.format(source="", document_hash="d.text_hash"))
+_REUSE_COLLECTION = text(
+    _REUSE.format(source="JOIN collection_documents c ON c.id = d.source_id", document_hash="c.text_hash")
+)
+_DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"
+_TRUNCATED = text(
+    """
+    UPDATE queries SET truncated = true WHERE job_id = :job_id AND EXISTS (
+        SELECT 1 FROM score_cache s WHERE s.scoring_key = :key AND s.query_hash = queries.text_hash
+                                      AND s.query_truncated)
+    """
+)
+# A job's scored results kept for later jobs (a pair already kept is left as it is).
+_FILL = text(
+    f"""
+    INSERT INTO score_cache (scoring_key, query_hash, document_hash, collection_id, raw_score,
+                             chunks, best_chunk, best_start, best_end, windows, query_truncated,
+                             created_at)
+    SELECT :key, q.text_hash, {_DOCUMENT_HASH}, :collection_id, r.raw_score, r.chunks,
+           r.best_chunk, r.best_start, r.best_end, r.windows, q.truncated, :now
+    FROM results r
+    JOIN documents d ON d.id = r.document_id
+    JOIN queries q ON q.id = d.query_id
+    LEFT JOIN collection_documents c ON c.id = d.source_id
+    WHERE r.job_id = :job_id AND NOT r.cached AND q.text_hash IS NOT NULL
+          AND {_DOCUMENT_HASH} IS NOT NULL
+    ON CONFLICT (scoring_key, query_hash, document_hash) DO NOTHING
+    """
+)
+
+
+def reuse(session: Session, job: Job, key: str) -> int:
+    """Give a planned job's pairs found in the cache their results (cached), counted as done and
+    as cached; how many. The key is recorded on the job, so its finalize fills the cache."""
+    params = {"job_id": job.id, "key": key}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # a new job's rows are not in the statistics yet: the planner would guess a few
+        # and probe the cache once per cached row; hashing the job's pairs is right at any size
+        session.execute(text("SET LOCAL enable_nestloop = off"))
+    found = rows_affected(
+        session.execute(_REUSE_OWN if job.collection_id is None else _REUSE_COLLECTION, params)
+    )
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop = on"))
+    session.execute(_TRUNCATED, params)
+    # the tokens per pair its key implies, as an earlier job with the key recorded them: a job
+    # whose every pair is cached scores no batch that would record them
+    earlier = select(Job.effective_max_length).where(
+        Job.cache_key == key, Job.effective_max_length.is_not(None)
+    )
+    values = {
+        "cache_key": key,
+        "cached_pairs": found,
+        "done_pairs": Job.done_pairs + found,
+        "effective_max_length": func.coalesce(Job.effective_max_length, earlier.limit(1).scalar_subquery()),
+    }
+    session.execute(update(Job).where(Job.id == job.id).values(values))
+    session.refresh(job)
+    return found
+
+
+def fill(session: Session, job: Job, now: datetime) -> int:
+    """Keep a finished job's scored pairs under its key; how many were new to the cache."""
+    if job.cache_key is None:
+        return 0
+    params = {"job_id": job.id, "key": job.cache_key, "collection_id": job.collection_id, "now": now}
+    return rows_affected(session.execute(_FILL, params))
+
+
+@dataclass(frozen=True)
+class CacheSize:
+    entries: int
+    oldest: datetime | None
+    newest: datetime | None
+
+
+def size(session: Session) -> CacheSize:
+    stmt = select(func.count(), func.min(CachedScore.created_at), func.max(CachedScore.created_at))
+    entries, oldest, newest = session.execute(stmt).one()
+    return CacheSize(int(entries), aware(oldest), aware(newest))
+
+
+def prune(session: Session, older_than: datetime | None, collection_id: str | None) -> int:
+    """Delete the entries made before `older_than` and for `collection_id` (either alone when the
+    other is None; the whole cache when both are); how many."""
+    stmt = delete(CachedScore)
+    if older_than is not None:
+        stmt = stmt.where(CachedScore.created_at < older_than)
+    if collection_id is not None:
+        stmt = stmt.where(CachedScore.collection_id == collection_id)
+    return rows_affected(session.execute(stmt.execution_options(synchronize_session=False)))
