@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api import deps
@@ -15,6 +16,7 @@ from worker.config import Settings
 from worker.errors import InvalidInput, UnsupportedMediaType
 from worker.idempotency import RequestKey
 from worker.spec import ParamStr
+from worker.tenancy import Caller
 from worker.uploads import CollectionUpdate, CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
@@ -117,6 +119,7 @@ async def update_collection(
     """Apply a JSONL stream of changes in one transaction: `{"id", "text", "metadata"?}` adds or
     replaces a document, `{"id", "deleted": true}` deletes one. Bad lines are reported by line
     number and skipped; the collection's version moves on once, if anything changed."""
+    await run_in_threadpool(_visible, session, collection_id, caller)  # another tenant's: 404 first
     body = await _body(request, settings.max_upload_bytes)
     return await store_lines(
         partial(CollectionUpdate, session, collection_id, settings, caller),
@@ -124,6 +127,13 @@ async def update_collection(
         session,
         settings.max_request_bytes,
     )
+
+
+def _visible(session: Session, collection_id: str, caller: Caller) -> None:
+    """Check the collection is the caller's, then give the connection back: none is held while
+    the body arrives."""
+    service.get_collection(session, collection_id, caller)
+    session.rollback()
 
 
 @router.get("", response_model=CollectionList, responses=errors)
