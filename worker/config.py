@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (unset: none)."
     )
     lease_seconds: float = Field(
-        30,
+        15,
         gt=0,
         description="Seconds a batch claim lasts; renewed while scoring, requeued once it lapses.",
     )
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     worker_timeout: float = Field(
         45, gt=0, description="Seconds without a heartbeat after which a worker is no longer counted live."
     )
-    reconcile_seconds: float = Field(15, gt=0, description="How often `rerankq reconcile` checks the jobs.")
+    reconcile_seconds: float = Field(5, gt=0, description="How often `rerankq reconcile` checks the jobs.")
     stall_seconds: float = Field(
         120,
         gt=0,

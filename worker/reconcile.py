@@ -41,11 +41,15 @@ class Reconciled:
         return any((self.returned, self.released, self.resent, self.replanned, self.finalized))
 
 
-def reconcile(session: Session, limits: Limits, doorbell: Doorbell) -> Reconciled:
-    """One pass: lapsed leases back to the queue, pending batches released, finished jobs
-    finalized (all in the database first), then every queued batch or job the broker does not hold
-    sent again. Attempts are not touched: they count claims, and a re-send is not one."""
-    done = Reconciled(returned=leases.return_lapsed(session))
+def reconcile(
+    session: Session, limits: Limits, doorbell: Doorbell, starting: str | None = None
+) -> Reconciled:
+    """One pass: lapsed leases back to the queue (and, for the worker `starting` up, the batches
+    of dead workers of its host at once), pending batches released, finished jobs finalized (all
+    in the database first), then every queued batch or job the broker does not hold sent again.
+    Attempts are not touched: they count claims, and a re-send is not one."""
+    orphaned = leases.return_orphaned(session, starting) if starting else []
+    done = Reconciled(returned=orphaned + leases.return_lapsed(session))
     session.commit()
     running = session.execute(
         select(Job.id, Job.done_pairs + Job.failed_pairs >= Job.total_pairs).where(

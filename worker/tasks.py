@@ -3,14 +3,11 @@ follows. Ids travel, never objects; the state lives in the database. Everything 
 from the Settings its Tasks were built with. A database outage is waited out, never a failure."""
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from functools import cached_property
 
-from worker import pipeline, store, webhooks
+from worker import leases, pipeline, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
@@ -20,16 +17,13 @@ from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
 log = logging.getLogger(__name__)
-
-
-def new_worker_name() -> str:
-    """A worker's name in heartbeats and batch leases: host, pid and a random tag, so a worker
-    restarted in the same container (same host name and pid) is a new holder."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+# The longest wait between two tries at an unreachable database: a try is one connection attempt,
+# cheap, and work resumes at most this long after the database is back.
+MAX_RETRY_PAUSE = 5.0
 
 
 def with_database_retry(what: str, call: Callable[[], None], give_up_after: float) -> None:
-    """Run `call`, waiting out a database outage with backoff (1 s doubling to 15 s) for up to
+    """Run `call`, waiting out a database outage with backoff (1 s doubling to 5 s) for up to
     `give_up_after` seconds; then give up quietly: the batch's lease lapses (or it stays queued)
     and the reconciler hands it out again. No attempt is spent on an outage."""
     give_up = time.monotonic() + give_up_after
@@ -45,7 +39,7 @@ def with_database_retry(what: str, call: Callable[[], None], give_up_after: floa
                 return None
             log.warning("%s: database unreachable, retrying in %.0fs (%s)", what, pause, error)
             time.sleep(pause)
-            pause = min(pause * 2, 15.0)
+            pause = min(pause * 2, MAX_RETRY_PAUSE)
 
 
 class Tasks:
@@ -57,7 +51,7 @@ class Tasks:
         self.limits = Limits.from_settings(settings)
         self.queue = JobQueue(settings)
         self.app = self.queue.app
-        self.name = new_worker_name()
+        self.name = leases.new_holder_name()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
