@@ -14,7 +14,7 @@ from api.pages import routes as pages
 from api.retention import retention
 from api.routes import collections, compat, health, job_files, jobs, metrics
 from worker.config import Settings
-from worker.errors import CONNECTION_ERRORS, RerankError, WaitTimeout
+from worker.errors import CONNECTION_ERRORS, JobError, RerankError
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
@@ -70,7 +70,7 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RerankError)
-    extra = {"job_id": exc.job_id} if isinstance(exc, WaitTimeout) else {}
+    extra = {"job_id": exc.job_id} if isinstance(exc, JobError) else {}
     return _error(request, exc.status_code, exc.message, exc.field, [], **extra)
 
 

@@ -3,6 +3,7 @@ and export its results."""
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from worker import collection, heartbeats, store
 from worker.config import Settings
-from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
+from worker.errors import BROKER_ERRORS, Conflict, InvalidInput, NotFound
 from worker.jobs import NewJob
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.models import Job, aware, utcnow
@@ -28,6 +29,7 @@ from worker.views import (
     WorkerOut,
 )
 
+log = logging.getLogger(__name__)
 Enqueue = Callable[[str, Priority], None]
 
 
@@ -59,17 +61,19 @@ def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
 
 
 def start_job(session: Session, job_id: str, enqueue: Enqueue | None) -> JobOut:
-    """Put a stored job on the queue; if the queue is unreachable the job is marked failed."""
+    """Ring the queue's doorbell for a stored job. The database is the source of truth: with the
+    broker unreachable the job stays accepted and queued, and the reconciler sends its plan once
+    the broker is back."""
     job = store.get_job(session, job_id)
     if enqueue is not None:
         try:
             enqueue(job.id, Priority(job.priority))
-        except Exception as error:
-            store.transition(session, job.id, JobStatus.failed, error=f"could not enqueue: {error}")
-            session.commit()
-            raise Unavailable(
-                f"the job queue is unreachable ({error}); job {job.id} was not started"
-            ) from error
+        except BROKER_ERRORS as error:
+            log.warning(
+                "job %s stored but not enqueued, the broker is unreachable (%s): the reconciler will send it",
+                job.id,
+                error,
+            )
     return job_view(session, store.get_job(session, job.id))
 
 

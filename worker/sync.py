@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from worker import service
 from worker.config import Settings
-from worker.errors import InvalidInput, JobFailed, Unavailable, WaitTimeout
+from worker.errors import InvalidInput, JobCancelled, JobFailed, Unavailable, WaitTimeout
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 
@@ -103,9 +103,16 @@ def ranking(session: Session, job_id: str, top_n: int | None) -> Ranking:
     is an error naming it (a partial ranking would silently drop documents)."""
     job = service.job_status(session, job_id)
     progress = job.progress
+    if job.status == JobStatus.cancelled:
+        raise JobCancelled(
+            f"job {job_id} was cancelled before every document was scored; nothing to rank "
+            f"(what was scored: GET /v1/jobs/{job_id}/results)",
+            job_id,
+            field="job",
+        )
     if job.status != JobStatus.completed or progress.failed:
         reason = job.error or f"{progress.failed} of {progress.total} documents failed"
-        raise JobFailed(f"job {job_id} is {job.status}: {reason}", field="job")
+        raise JobFailed(f"job {job_id} is {job.status}: {reason}", job_id, field="job")
     page = service.results_page(session, job_id, QUERY_ID, limit=top_n or progress.total)
     return Ranking(job_id, [Ranked(int(row.document_id), row.raw_score) for row in page.results])
 

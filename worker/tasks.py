@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 
+from sqlalchemy.orm import Session
+
 from worker import leases, pipeline, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
 from worker.errors import is_connection_error
-from worker.lifecycle import FINISHED, Priority
+from worker.lifecycle import Priority
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
@@ -73,14 +75,13 @@ class Tasks:
                 if job.synchronous and job.model == self.settings.model:
                     # A client waits: the whole job in this one task, so it meets at most one batch
                     # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
-                    pipeline.run_job(session, job_id, self.reranker, self.limits, holder=self.name)
-                    followups = None
-                else:
-                    followups = pipeline.plan_job(session, job_id, self.limits)
-            if followups is not None and followups.batches:
-                self.queue.enqueue_batches(followups.batches, followups.model, priority)
-            else:
-                self._announce_if_finished(job_id)
+                    if pipeline.run_job(session, job_id, self.reranker, self.limits, holder=self.name):
+                        self._finished(session, job_id)
+                    return
+                followups = pipeline.plan_job(session, job_id, self.limits)
+            self.queue.enqueue_batches(followups.batches, followups.model, priority)
+            if followups.finalize is not None:  # nothing to score
+                self._finalize(followups.finalize)
 
         self._retrying(f"plan job {job_id}", plan)
 
@@ -96,21 +97,17 @@ class Tasks:
         self._retrying(f"batch {batch_id}", score)
 
     def finalize_job(self, job_id: str) -> None:
-        def finalize() -> None:
-            with session_scope(self.settings.database_url) as session:
-                pipeline.finalize_job(session, job_id)
-            self._announce_if_finished(job_id)
+        self._retrying(f"finalize job {job_id}", lambda: self._finalize(job_id))
 
-        self._retrying(f"finalize job {job_id}", finalize)
-
-    def _announce_if_finished(self, job_id: str) -> None:
-        """Tell waiting clients and queue the webhook of a finished job; also when a task is
-        delivered again, so a notice or webhook lost with a killed worker is sent now."""
+    def _finalize(self, job_id: str) -> None:
         with session_scope(self.settings.database_url) as session:
-            job = store.get_job(session, job_id)
-            finished, webhook = job.status in FINISHED, webhooks.wants_delivery(job)
-        if finished:
-            self.queue.job_finished(job_id, webhook)
+            if pipeline.finalize_job(session, job_id):
+                self._finished(session, job_id)
+
+    def _finished(self, session: Session, job_id: str) -> None:
+        """The finish hook, run by the one call that closed the job (a finalize task delivered
+        again, or racing the reconciler, closes nothing and runs nothing)."""
+        self.queue.job_finished(job_id, webhooks.wants_delivery(store.get_job(session, job_id)))
 
     def deliver_webhook(self, job_id: str) -> None:
         with session_scope(self.settings.database_url) as session:
