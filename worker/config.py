@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///./rerankq.db", description="SQLAlchemy URL of the job store.")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     model: str = Field("BAAI/bge-reranker-v2-m3", description="Hub id or local directory of the reranker.")
+    model_name: str | None = Field(
+        None,
+        description="The name jobs record and workers serve the model under (unset: RERANK_MODEL as"
+        " given); the hub id of a local copy, so that jobs name one model whichever way it is loaded.",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field("auto", description="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")
     max_length: int = Field(1024, ge=16, le=8192, description="Default tokens per (query, document) pair.")
@@ -97,6 +102,17 @@ class Settings(BaseSettings):
     retention_days: float = Field(
         0, ge=0, description="Finished jobs are deleted this many days after they finish (0: kept)."
     )
+
+    @property
+    def served_model(self) -> str:
+        """The model's name in jobs, queues and heartbeats: RERANK_MODEL_NAME, else RERANK_MODEL."""
+        return self.model_name or self.model
+
+    @property
+    def model_aliases(self) -> list[str]:
+        """Every name a worker of these settings serves: its served name, and RERANK_MODEL as given
+        (jobs submitted where RERANK_MODEL_NAME was not set name that)."""
+        return list(dict.fromkeys([self.served_model, self.model]))
 
     @field_validator("database_url")
     @classmethod

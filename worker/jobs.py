@@ -38,7 +38,7 @@ class NewJob:
         self.queries = 0
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
-        self.job = store.new_job(session, settings.model, options, collection_id, synchronous)
+        self.job = store.new_job(session, settings.served_model, options, collection_id, synchronous)
         session.flush()
 
     def add_queries(self, queries: Sequence[QuerySpec]) -> None:

@@ -57,15 +57,17 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         from worker.metrics import serve
 
         serve(metrics_port, reranker)
-    queue = model_queue(settings.queue, settings.model)
+    queues = [model_queue(settings.queue, name) for name in settings.model_aliases]
     info = WorkerInfo(
         tasks.name,
+        settings.served_model,
         settings.model,
         str(reranker.device),
         str(reranker.dtype).removeprefix("torch."),
-        queue,
+        ",".join(queues),
         datetime.now(UTC),
     )
+    log.info("serving model %s (loaded from %s) on queues %s", info.model, info.model_path, info.queue)
     heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
     reconcile_once(settings, tasks.queue, starting=tasks.name)
     try:
@@ -75,7 +77,7 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
                 "--pool=solo",
                 "--without-mingle",  # workers share nothing through the broker: state is in the database
                 "--without-gossip",
-                f"--queues={settings.queue},{queue}",
+                f"--queues={settings.queue},{info.queue}",
                 f"--loglevel={loglevel}",
                 "-n",
                 f"{info.name}@%h",

@@ -72,7 +72,7 @@ class Tasks:
         def plan() -> None:
             with session_scope(self.settings.database_url) as session:
                 job = store.get_job(session, job_id)
-                if job.synchronous and job.model == self.settings.model:
+                if job.synchronous and job.model in self.settings.model_aliases:
                     # A client waits: the whole job in this one task, so it meets at most one batch
                     # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
                     if pipeline.run_job(session, job_id, self.reranker, self.limits, holder=self.name):
