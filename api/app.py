@@ -38,15 +38,16 @@ def _error(
     message: str,
     field: str | None,
     details: list[dict[str, Any]],
-    **extra: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> JSONResponse:
     """Errors as the caller's client expects them: Cohere's {message} on its routes, rerankq's
     {error, field, details} everywhere else (TEI's /rerank included: its own errors say `error`)."""
     if request.url.path in compat.COHERE_ROUTES:
-        body: dict[str, Any] = {"message": message, "field": field, **extra}
+        body: dict[str, Any] = {"message": message, "field": field, **(extra or {})}
     else:
-        body = {"error": message, "field": field, "details": details, **extra}
-    return JSONResponse(body, status_code=status)
+        body = {"error": message, "field": field, "details": details, **(extra or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _not_json(error: Any) -> str:
@@ -71,17 +72,17 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RerankError)
     extra = {"job_id": exc.job_id} if isinstance(exc, JobError) else {}
-    return _error(request, exc.status_code, exc.message, exc.field, [], **extra)
+    return _error(request, exc.status_code, exc.message, exc.field, [], extra=extra)
 
 
 # Seconds a client is told to wait when the database is unreachable (a restart takes about this long).
 RETRY_AFTER = 5
 
 
-async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
     """A database outage is the server's, transient: 503 with Retry-After, never a traceback."""
-    body = {"error": f"the database is unreachable ({type(exc).__name__}); retry shortly", "field": None}
-    return JSONResponse({**body, "details": []}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+    message = f"the database is unreachable ({type(exc).__name__}); retry shortly"
+    return _error(request, 503, message, None, [], headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def _body_limit(

@@ -3,6 +3,7 @@ the same queue and workers, the caller waits for it (a Redis notice when a job f
 against the database) and gets the documents ranked best first."""
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -138,10 +139,16 @@ class FinishedWatch:
                 return False
 
     async def _notice(self, job_id: str, seconds: float) -> None:
+        """Until a notice for `job_id` or `seconds` have passed; with the broker gone (a Redis
+        restart while the request waits), just the seconds: the database is still checked."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while (left := until - loop.time()) > 0:
-            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            try:
+                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            except redis.RedisError:
+                await asyncio.sleep(max(0.0, until - loop.time()))
+                return
             if message is not None and message["data"] == job_id.encode():
                 return
 
@@ -159,7 +166,8 @@ async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
             raise Unavailable(f"the broker is unreachable ({error}); nothing was submitted") from error
         yield FinishedWatch(pubsub)
     finally:
-        await pubsub.aclose()
+        with contextlib.suppress(redis.RedisError):  # closing a connection Redis already dropped
+            await pubsub.aclose()
         await client.aclose()
 
 
