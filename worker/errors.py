@@ -45,6 +45,22 @@ class InvalidInput(RerankError):
 BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
 
 
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached right now (refused, timed out, no such
+    host yet, starting up or shutting down), as opposed to a server that answered and refused us
+    (no such database or role, a wrong password): the first is waited for, the second is a
+    configuration to fix. psycopg gives connection failures no SQLSTATE, so the server's own
+    FATAL line tells them apart."""
+    cause = getattr(error, "orig", None) or error
+    if not isinstance(cause, psycopg.OperationalError):
+        return False
+    message = str(cause)
+    return "FATAL:" not in message or any(transient in message for transient in _TRANSIENT_FATAL)
+
+
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "terminating")
+
+
 def is_connection_error(error: BaseException) -> bool:
     """Whether `error` means the database could not be reached (a transient outage, retried), as
     opposed to a fault of the work itself."""

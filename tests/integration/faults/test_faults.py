@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tests.integration.faults.conftest import (
+    Process,
     Stack,
     assert_exactly_once,
     current,
@@ -103,6 +104,22 @@ def test_postgres_stopped_for_30_seconds(stack: Stack) -> None:
     wait_for_job(stack, job_id, timeout=120)
     batches = assert_exactly_once(stack, job_id, 600)
     assert {b.attempts for b in batches} == {1}  # the outage spent no attempt
+
+
+def test_a_worker_started_while_postgres_is_down_waits_for_it(stack: Stack) -> None:
+    """A worker restarted during an outage (after a SIGKILL, say) waits for the database instead
+    of exiting: the job it is needed for completes."""
+    stack.reconciler()
+    job_id = stack.submit(queries=2, documents=50)
+    stack.postgres.stop()
+    log = stack.logs / "waiting-worker.log"
+    worker = Process(["worker", "--device", "cpu"], stack.env(task_pairs="20"), log)
+    stack.started.append(worker)
+    wait_until("the worker waits", lambda: "unreachable, waiting for it" in log.read_text(), 60)
+    stack.postgres.start()
+    wait_for_job(stack, job_id, timeout=90)
+    assert_exactly_once(stack, job_id, 100)
+    assert worker.process.poll() is None
 
 
 def test_reconciler_racing_a_live_worker_takes_nothing_from_it(stack: Stack) -> None:
