@@ -113,10 +113,12 @@ def test_a_worker_started_while_postgres_is_down_waits_for_it(stack: Stack) -> N
     job_id = stack.submit(queries=2, documents=50)
     stack.postgres.stop()
     log = stack.logs / "waiting-worker.log"
-    worker = Process(["worker", "--device", "cpu"], stack.env(task_pairs="20"), log)
-    stack.started.append(worker)
-    wait_until("the worker waits", lambda: "unreachable, waiting for it" in log.read_text(), 60)
-    stack.postgres.start()
+    try:
+        worker = Process(["worker", "--device", "cpu"], stack.env(task_pairs="20"), log)
+        stack.started.append(worker)
+        wait_until("the worker waits", lambda: "unreachable, waiting for it" in log.read_text(), 180)
+    finally:
+        stack.postgres.start()  # whatever happened: the next tests need it
     wait_for_job(stack, job_id, timeout=90)
     assert_exactly_once(stack, job_id, 100)
     assert worker.process.poll() is None
