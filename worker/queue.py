@@ -139,10 +139,12 @@ def model_queue(base: str, model: str) -> str:
 
 @dataclass(frozen=True)
 class BrokerView:
-    """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan tasks."""
+    """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan and
+    webhook tasks."""
 
     batches: set[int]
     plans: set[str]
+    webhooks: set[str]
 
 
 def broker_view(broker_url: str, queues: Iterable[str]) -> BrokerView:
@@ -158,13 +160,15 @@ def broker_view(broker_url: str, queues: Iterable[str]) -> BrokerView:
         waiting = pipe.execute()
     finally:
         client.close()
-    view = BrokerView(set(), set())
+    view = BrokerView(set(), set(), set())
     for raw in (raw for raws in waiting for raw in raws):
         task, args = _task_args(json.loads(raw))
         if task == SCORE_TASK:
             view.batches.add(int(str(args[0])))
         elif task == PLAN_TASK:
             view.plans.add(str(args[0]))
+        elif task == WEBHOOK_TASK:
+            view.webhooks.add(str(args[0]))
     return view
 
 

@@ -84,8 +84,11 @@ def reconcile(
             doorbell.job_finished(job_id, webhooks.wants_delivery(store.get_job(session, job_id)))
         session.commit()
     _ring_again(session, doorbell, done)
-    done.webhooks = store.untried_webhooks(session, utcnow() - WEBHOOK_GRACE)
+    untried = store.untried_webhooks(session, utcnow() - WEBHOOK_GRACE)
     session.commit()
+    if untried:  # those whose task still waits (no worker free for a while) are not sent twice
+        waiting = doorbell.view(set()).webhooks
+        done.webhooks = [job_id for job_id in untried if job_id not in waiting]
     for job_id in done.webhooks:
         doorbell.send_webhook(job_id)
     if done:
