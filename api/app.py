@@ -19,7 +19,7 @@ from api.pages import routes as pages
 from api.retention import retention
 from api.routes import cache, collections, compat, health, job_files, jobs, metrics, schedules
 from worker.config import Settings
-from worker.errors import CONNECTION_ERRORS, RerankError, WaitTimeout
+from worker.errors import CONNECTION_ERRORS, JobError, RerankError
 from worker.queue import JobQueue
 from worker.spec import JOB_KINDS
 
@@ -50,7 +50,7 @@ def _error(
     """Errors as the caller's client expects them: Cohere's {message} on its routes, rerankq's
     {error, field, details} everywhere else (TEI's /rerank included: its own errors say `error`)."""
     if request.url.path in compat.COHERE_ROUTES:
-        body: dict[str, Any] = {"message": message, "field": field, **extra}
+        body: dict[str, Any] = {"message": message, "field": field, **(extra or {})}
     else:
         body = {"error": message, "field": field, "details": details, **extra}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -80,7 +80,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RerankError)
     if pages.is_page(request):
         return pages.error_page(request, exc)
-    extra = {"job_id": exc.job_id} if isinstance(exc, WaitTimeout) else {}
+    extra = {"job_id": exc.job_id} if isinstance(exc, JobError) else {}
     return _error(request, exc.status_code, exc.message, exc.field, [], exc.headers(), **extra)
 
 
@@ -122,10 +122,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 RETRY_AFTER = 5
 
 
-async def _database_unreachable(_: Request, exc: Exception) -> JSONResponse:
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
     """A database outage is the server's, transient: 503 with Retry-After, never a traceback."""
-    body = {"error": f"the database is unreachable ({type(exc).__name__}); retry shortly", "field": None}
-    return JSONResponse({**body, "details": []}, status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+    message = f"the database is unreachable ({type(exc).__name__}); retry shortly"
+    return _error(request, 503, message, None, [], headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def _body_limit(

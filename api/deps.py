@@ -64,7 +64,9 @@ def on_finished(request: Request) -> Finished:
 
 @lru_cache
 def _broker(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=5
+    )  # a hung Redis: no hung scrape
 
 
 def broker(request: Request) -> redis.Redis:

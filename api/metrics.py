@@ -79,11 +79,19 @@ class _StatsCollector(Collector):
             yield CounterMetricFamily(
                 f"rerankq_pairs_{name}", f"(query, document) pairs {what}.", value=value
             )
-        depth = GaugeMetricFamily(
-            "rerankq_queue_depth", "Tasks waiting in Redis, by priority.", labels=["priority"]
+        yield GaugeMetricFamily(
+            "rerankq_broker_up",
+            "Whether Redis answered this scrape (0: no queue depth).",
+            value=0 if stats.queue_depth is None else 1,
         )
-        for priority, tasks in stats.queue_depth.items():
-            depth.add_metric([priority.value], tasks)
+        depth = GaugeMetricFamily(
+            "rerankq_queue_depth",
+            'Tasks waiting in Redis, by queue (the base queue, model "": plan, finalize and'
+            " webhook tasks; each model's batch queue) and priority.",
+            labels=["queue", "model", "priority"],
+        )
+        for waiting in stats.queue_depth or []:
+            depth.add_metric([waiting.queue, waiting.model, waiting.priority.value], waiting.tasks)
         yield depth
         yield GaugeMetricFamily(
             "rerankq_oldest_queued_batch_age_seconds",

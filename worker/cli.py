@@ -73,7 +73,8 @@ def worker(
 ) -> None:
     """Run a Celery worker: one process, one model, loaded once before the first task. It takes
     plan tasks from the queue and batches of jobs made for its model from that model's queue. It
-    refuses to start on a database without the newest schema (it would take tasks it cannot store)."""
+    refuses to start on a database without the newest schema (it would take tasks it cannot store),
+    and waits for one that is down (up to RERANK_DATABASE_RETRY_SECONDS)."""
     settings = read_settings()
     if device:
         try:
@@ -82,11 +83,12 @@ def worker(
             fail(f"--device: {error}")
     if queue:
         settings = settings.model_copy(update={"queue": queue})
-    from worker.migrate import require_schema
+    from worker.migrate import wait_for_schema
     from worker.processes import run_worker
 
     with plainly(settings):
-        require_schema(settings.database_url)  # before logging is set up: a refusal is one line
+        # before logging is set up: a refusal is one line; a database that is down is waited for
+        wait_for_schema(settings.database_url, settings.database_retry_seconds)
         _logging(loglevel)
         run_worker(settings, loglevel, metrics_port or settings.metrics_port)
 

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///./rerankq.db", description="SQLAlchemy URL of the job store.")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker (Redis).")
     model: str = Field("BAAI/bge-reranker-v2-m3", description="Hub id or local directory of the reranker.")
+    model_name: str | None = Field(
+        None,
+        description="The name jobs record and workers serve the model under (unset: RERANK_MODEL as"
+        " given); the hub id of a local copy, so that jobs name one model whichever way it is loaded.",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field("auto", description="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")
     max_length: int = Field(1024, ge=16, le=8192, description="Default tokens per (query, document) pair.")
@@ -102,7 +107,7 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="Port of a worker's Prometheus metrics (unset: none)."
     )
     lease_seconds: float = Field(
-        30,
+        15,
         gt=0,
         description="Seconds a batch claim lasts; renewed while scoring, requeued once it lapses.",
     )
@@ -112,7 +117,7 @@ class Settings(BaseSettings):
     worker_timeout: float = Field(
         45, gt=0, description="Seconds without a heartbeat after which a worker is no longer counted live."
     )
-    reconcile_seconds: float = Field(15, gt=0, description="How often `rerankq reconcile` checks the jobs.")
+    reconcile_seconds: float = Field(5, gt=0, description="How often `rerankq reconcile` checks the jobs.")
     stall_seconds: float = Field(
         120,
         gt=0,
@@ -143,6 +148,17 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def served_model(self) -> str:
+        """The model's name in jobs, queues and heartbeats: RERANK_MODEL_NAME, else RERANK_MODEL."""
+        return self.model_name or self.model
+
+    @property
+    def model_aliases(self) -> list[str]:
+        """Every name a worker of these settings serves: its served name, and RERANK_MODEL as given
+        (jobs submitted where RERANK_MODEL_NAME was not set name that)."""
+        return list(dict.fromkeys([self.served_model, self.model]))
 
     @field_validator("database_url")
     @classmethod

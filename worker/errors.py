@@ -1,6 +1,8 @@
 """Domain errors, each mapped once to an HTTP status in api/app.py and to a message in the CLI."""
 
+import kombu.exceptions
 import psycopg
+import redis
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 # What an unreachable database raises (SQLAlchemy's wrappers and the driver's own errors).
@@ -83,6 +85,27 @@ class TooLarge(RerankError):
     status_code = 413
 
 
+# What an unreachable broker raises: Redis' own errors, and Celery's (kombu's) when a publish
+# fails after its retries.
+BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached right now (refused, timed out, no such
+    host yet, starting up or shutting down), as opposed to a server that answered and refused us
+    (no such database or role, a wrong password): the first is waited for, the second is a
+    configuration to fix. psycopg gives connection failures no SQLSTATE, so the server's own
+    FATAL line tells them apart."""
+    cause = getattr(error, "orig", None) or error
+    if not isinstance(cause, psycopg.OperationalError):
+        return False
+    message = str(cause)
+    return "FATAL:" not in message or any(transient in message for transient in _TRANSIENT_FATAL)
+
+
+_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "terminating")
+
+
 def is_connection_error(error: BaseException) -> bool:
     """Whether `error` means the database could not be reached (a transient outage, retried), as
     opposed to a fault of the work itself."""
@@ -106,18 +129,30 @@ class ModelLoadError(RerankError):
     status_code = 503
 
 
-class JobFailed(RerankError):
-    """The job a synchronous request waited on failed or was cancelled: nothing to answer with."""
+class JobError(RerankError):
+    """About one job, whose id the error body carries (`job_id`), so nothing is lost: the client
+    can look the job up."""
+
+    def __init__(self, message: str, job_id: str, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self.job_id = job_id
+
+
+class JobFailed(JobError):
+    """The job a synchronous request waited on failed: nothing to answer with."""
 
     status_code = 500
 
 
-class WaitTimeout(RerankError):
+class JobCancelled(JobError):
+    """The job a synchronous request waited on was cancelled (DELETE or cancel) before it finished:
+    the request conflicts with that, so a 409, not a server error."""
+
+    status_code = 409
+
+
+class WaitTimeout(JobError):
     """A synchronous request's job did not finish in time; it goes on, and its results stay
     available under its id."""
 
     status_code = 504
-
-    def __init__(self, message: str, job_id: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id

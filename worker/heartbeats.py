@@ -23,7 +23,8 @@ class WorkerInfo:
     """One worker process as it describes itself."""
 
     name: str
-    model: str
+    model: str  # the name it serves
+    model_path: str  # where it loaded the model from
     device: str
     dtype: str
     queue: str
@@ -57,7 +58,14 @@ def seen_workers(session: Session, timeout: float, within: timedelta = timedelta
     return [
         SeenWorker(
             WorkerInfo(
-                row.name, row.model, row.device, row.dtype, row.queue, aware(row.started_at), row.fingerprint
+                row.name,
+                row.model,
+                row.model_path or row.model,
+                row.device,
+                row.dtype,
+                row.queue,
+                aware(row.started_at),
+                row.fingerprint,
             ),
             aware(row.last_seen),
             aware(row.last_seen) >= now - timedelta(seconds=timeout),
@@ -67,9 +75,12 @@ def seen_workers(session: Session, timeout: float, within: timedelta = timedelta
 
 
 def live_models(session: Session, timeout: float) -> set[str]:
-    """The models some live worker serves."""
+    """The models some live worker serves, by name and by the path it loaded them from."""
     since = utcnow() - timedelta(seconds=timeout)
-    return set(session.scalars(select(Worker.model).where(Worker.last_seen >= since).distinct()))
+    rows = session.execute(
+        select(Worker.model, Worker.model_path).where(Worker.last_seen >= since).distinct()
+    )
+    return {name for row in rows for name in row if name}
 
 
 def serving(session: Session, model: str, timeout: float) -> ModelIdentity | None:

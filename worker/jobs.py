@@ -60,7 +60,7 @@ class NewJob:
         self.pairs = 0
         options = options.with_defaults(settings.max_length)
         self.job = store.new_job(
-            session, model or settings.model, options, collection_id, synchronous, caller.tenant
+            session, model or settings.served_model, options, collection_id, synchronous, caller.tenant
         )
         self.job.rerun_of = rerun_of
         self.request_key = request_key

@@ -3,13 +3,16 @@ while it scores; a lapsed lease (the worker died or lost the database) hands the
 queue. The database, not the broker, says who holds what."""
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, or_, update
+from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from worker.errors import is_connection_error
@@ -17,6 +20,30 @@ from worker.lifecycle import BATCH_TRANSITIONS, BatchStatus, may_become
 from worker.models import Batch, utcnow
 
 log = logging.getLogger(__name__)
+
+
+def new_holder_name() -> str:
+    """A worker's name in heartbeats and batch leases: host, pid and a random tag, so a worker
+    restarted in the same container (same host name and pid) is a new holder."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _gone_from_this_host(holder: str, me: str) -> bool:
+    """Whether `holder` (another name than `me`) was a worker process of this host that no longer
+    runs: its pid is gone, or it is our own pid under an older tag (the container restarted)."""
+    host, _, rest = holder.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or holder == me or not rest.isdigit():
+        return False
+    pid = int(rest)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,27 @@ def renewing(engine: Engine, batch_id: int, lease: Lease) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def return_orphaned(session: Session, me: str) -> list[int]:
+    """Put back to queued, now rather than when their lease lapses, the running batches of workers
+    of this host whose process is gone (a worker SIGKILLed and restarted in its container or on its
+    node): the new worker `me` frees what its dead predecessor held. Guarded like a claim: a batch
+    whose holder changed meanwhile is left alone."""
+    holders = session.scalars(
+        select(Batch.worker).where(Batch.status == BatchStatus.running, Batch.worker.is_not(None)).distinct()
+    )
+    gone = [holder for holder in holders if holder and _gone_from_this_host(holder, me)]
+    if not gone:
+        return []
+    stmt = (
+        update(Batch)
+        .where(Batch.status == BatchStatus.running, Batch.worker.in_(gone))
+        .values(status=BatchStatus.queued, lease_until=None)
+        .returning(Batch.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(stmt))
 
 
 def return_lapsed(session: Session) -> list[int]:

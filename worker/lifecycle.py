@@ -10,7 +10,7 @@ class JobStatus(StrEnum):
     queued = "queued"  #: stored, waiting for a worker to plan it
     running = "running"  #: planned into batches; batches are being scored
     completed = "completed"  #: every batch finished, results ranked
-    failed = "failed"  #: could not be enqueued, or every batch failed
+    failed = "failed"  #: every batch failed
     cancelled = "cancelled"  #: stopped by a client; what was scored stays
 
 

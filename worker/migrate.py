@@ -1,6 +1,8 @@
 """Schema upgrades through Alembic, with the scripts shipped inside the package (migrations/), and
 the check that API and worker make before they use a database: is its schema the newest?"""
 
+import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -8,10 +10,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from worker.db import get_engine, shown
-from worker.errors import SchemaMissing
+from worker.errors import SchemaMissing, is_unreachable
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config(url: str) -> Config:
@@ -48,3 +53,20 @@ def require_schema(url: str) -> None:
             f"schema {current} is not the newest ({_head()}): run `rerankq migrate` (database {shown(url)})"
         )
     _READY.add(url)
+
+
+def wait_for_schema(url: str, give_up_after: float) -> None:
+    """require_schema, waiting out a database that is unreachable right now (a worker restarted
+    while PostgreSQL is down waits for it rather than exiting) for up to `give_up_after` seconds,
+    trying every 2 s. A database that answers and refuses (no schema, no such database or role)
+    is raised at once."""
+    give_up = time.monotonic() + give_up_after
+    while True:
+        try:
+            return require_schema(url)
+        except SQLAlchemyError as error:
+            if not is_unreachable(error) or time.monotonic() > give_up:
+                raise
+            first = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            log.warning("database %s unreachable, waiting for it: %s", shown(url), first)
+            time.sleep(2)

@@ -163,10 +163,11 @@ class Worker(Base):
     __tablename__ = "workers"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    model: Mapped[str] = mapped_column(String(512))
+    model: Mapped[str] = mapped_column(String(512))  # the name it serves (RERANK_MODEL_NAME or RERANK_MODEL)
+    model_path: Mapped[str | None] = mapped_column(String(512))  # RERANK_MODEL: where it loaded it from
     device: Mapped[str] = mapped_column(String(64))
     dtype: Mapped[str] = mapped_column(String(32))
-    queue: Mapped[str] = mapped_column(String(255))
+    queue: Mapped[str] = mapped_column(String(1024))  # its batch queues, comma separated
     fingerprint: Mapped[str | None] = mapped_column(String(64))  # of the model's weights
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -87,8 +87,8 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
         store.transition(session, job_id, JobStatus.running)
         log.info("job %s planned: %d pairs, %d of them from the cache", job_id, job.total_pairs, cached)
         if job.done_pairs >= job.total_pairs:  # nothing left to score: no batch would finish it
-            finalize_job(session, job_id)
-            return Followups([], None, job.model)
+            session.commit()
+            return Followups([], job_id, job.model)
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
@@ -235,30 +235,35 @@ def _all_scored(session: Session, job_id: str) -> bool:
     return job.status == JobStatus.running and job.done_pairs + job.failed_pairs >= job.total_pairs
 
 
-def finalize_job(session: Session, job_id: str) -> None:
-    """Rank every query's results and close the job: completed, or failed if no pair was scored."""
+def finalize_job(session: Session, job_id: str) -> bool:
+    """Rank every query's results and close the job: completed, or failed if no pair was scored.
+    True only for the one call that closed it (however many finalize it at once: the finalize
+    task, the reconciler, a delivery again), so its finish hook runs once."""
     job = store.get_job(session, job_id)
     if not _all_scored(session, job_id):
-        return
+        return False
     kept = score_cache.fill(session, job, utcnow())
     store.rank_results(session, job_id)
-    if job.done_pairs == 0 and job.total_pairs > 0:
+    total, done, failed, cached = job.total_pairs, job.done_pairs, job.failed_pairs, job.cached_pairs
+    if done == 0 and total > 0:
         cause = store.batch_errors(session, job_id, limit=1)
         why = f"every batch failed; the first: {cause[0].error}" if cause else "every batch failed"
-        store.transition(session, job_id, JobStatus.failed, error=why)
+        closed = store.transition(session, job_id, JobStatus.failed, error=why)
     else:
-        store.transition(session, job_id, JobStatus.completed)
-    if job.total_pairs >= LARGE_JOB_PAIRS:
+        closed = store.transition(session, job_id, JobStatus.completed)
+    if closed and total >= LARGE_JOB_PAIRS:
         store.refresh_statistics(session)
     session.commit()
-    log.info(
-        "job %s finalized: %d done (%d from the cache), %d failed; %d pairs added to the cache",
-        job_id,
-        job.done_pairs,
-        job.cached_pairs,
-        job.failed_pairs,
-        kept,
-    )
+    if closed:
+        log.info(
+            "job %s finalized: %d done (%d from the cache), %d failed; %d pairs added to the cache",
+            job_id,
+            done,
+            cached,
+            failed,
+            kept,
+        )
+    return closed
 
 
 def run_job(
@@ -269,14 +274,16 @@ def run_job(
     on_batch: Callable[[], None] = lambda: None,
     holder: str = "local",
     gate: ModelGate | None = None,
-) -> None:
+) -> bool:
     """Every step of a job in this process, in the order a worker meets them (no broker):
-    `rerankq run`, a worker's synchronous jobs and the tests use it."""
-    queued = deque(plan_job(session, job_id, limits, identity_of(reranker)).batches)
+    `rerankq run`, a worker's synchronous jobs and the tests use it. True when this call closed
+    the job (its finish hook is then the caller's to run)."""
+    planned = plan_job(session, job_id, limits, identity_of(reranker))
+    queued, last = deque(planned.batches), planned.finalize
     while queued:
         followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate)
         queued.extend(followups.batches)
         session.commit()
         on_batch()
-        if followups.finalize is not None:
-            finalize_job(session, followups.finalize)
+        last = followups.finalize or last
+    return last is not None and finalize_job(session, last)

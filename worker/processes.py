@@ -20,12 +20,15 @@ from worker.tasks import Tasks
 log = logging.getLogger(__name__)
 
 
-def reconcile_once(settings: Settings, queue: JobQueue | None = None) -> reconciler.Reconciled | None:
-    """One reconcile pass; None (logged) when the database or the broker is unreachable: the next
-    pass tries again."""
+def reconcile_once(
+    settings: Settings, queue: JobQueue | None = None, starting: str | None = None
+) -> reconciler.Reconciled | None:
+    """One reconcile pass (by the worker `starting`, if given); None (logged) when the database or
+    the broker is unreachable: the next pass tries again."""
     try:
         with session_scope(settings.database_url) as session:
-            return reconciler.reconcile(session, Limits.from_settings(settings), queue or JobQueue(settings))
+            limits = Limits.from_settings(settings)
+            return reconciler.reconcile(session, limits, queue or JobQueue(settings), starting)
     except Exception as error:  # retried on the next pass; a loop that runs all night must not die
         if is_connection_error(error) or isinstance(error, redis.RedisError | OperationalError):
             log.warning("reconcile pass skipped, a store is unreachable: %s: %s", type(error).__name__, error)
@@ -60,18 +63,20 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         from worker.metrics import serve
 
         serve(metrics_port, reranker)
-    queue = model_queue(settings.queue, settings.model)
+    queues = [model_queue(settings.queue, name) for name in settings.model_aliases]
     info = WorkerInfo(
         tasks.name,
+        settings.served_model,
         settings.model,
         str(reranker.device),
         str(reranker.dtype).removeprefix("torch."),
-        queue,
+        ",".join(queues),
         datetime.now(UTC),
         reranker.fingerprint,
     )
+    log.info("serving model %s (loaded from %s) on queues %s", info.model, info.model_path, info.queue)
     heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
-    reconcile_once(settings, tasks.queue)
+    reconcile_once(settings, tasks.queue, starting=tasks.name)
     try:
         tasks.app.worker_main(
             [
@@ -79,7 +84,7 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
                 *pool_options(settings.worker_batches),
                 "--without-mingle",  # workers share nothing through the broker: state is in the database
                 "--without-gossip",
-                f"--queues={settings.queue},{queue}",
+                f"--queues={settings.queue},{info.queue}",
                 f"--loglevel={loglevel}",
                 "-n",
                 f"{info.name}@%h",

@@ -4,6 +4,7 @@ way work is put on the queue. Imports no torch: the API process uses it to enque
 import base64
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ import redis
 from celery import Celery
 
 from worker.config import Settings
+from worker.errors import BROKER_ERRORS
 from worker.lifecycle import Priority
 from worker.sync import announce_finished
 
+log = logging.getLogger(__name__)
 PLAN_TASK = "rerankq.plan_job"
 SCORE_TASK = "rerankq.score_batch"
 FINALIZE_TASK = "rerankq.finalize_job"
@@ -95,11 +98,20 @@ class JobQueue:
         self.enqueue(PLAN_TASK, job_id, priority, priority=priority)
 
     def job_finished(self, job_id: str, webhook: bool) -> None:
-        """What follows a job's end: clients waiting on it are told, and its webhook (if it has a
-        callback_url) goes on the queue, ahead of batches: a delivery is short."""
+        """The finish hook, run once by whatever closed the job (its last finalize, the
+        reconciler, a cancel): clients waiting on it are told, and its webhook (if it has a
+        callback_url) goes on the queue, ahead of batches: a delivery is short. Never raises for
+        an unreachable broker: the job has finished either way, waiters also read the database,
+        and the reconciler sends a webhook that was never tried."""
         announce_finished(self.broker_url, job_id)
         if webhook:
-            self.enqueue(WEBHOOK_TASK, job_id, priority=Priority.high)
+            try:
+                self.send_webhook(job_id)
+            except BROKER_ERRORS as error:
+                log.warning("job %s: webhook not queued, the broker is unreachable (%s)", job_id, error)
+
+    def send_webhook(self, job_id: str) -> None:
+        self.enqueue(WEBHOOK_TASK, job_id, priority=Priority.high)
 
     def enqueue_batches(self, batch_ids: Iterable[int], model: str, priority: Priority) -> None:
         """Put batches of a job made for `model` on that model's queue."""
@@ -135,13 +147,12 @@ def model_queue(base: str, model: str) -> str:
 
 @dataclass(frozen=True)
 class BrokerView:
-    """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan tasks."""
+    """The work waiting on the broker's queues: batch ids of score tasks, job ids of plan and
+    webhook tasks."""
 
     batches: set[int]
     plans: set[str]
-
-
-_PRIORITY_SEPARATOR = "\x06\x16"  # kombu's list name for priority step N is f"{queue}{sep}{N}"
+    webhooks: set[str]
 
 
 def broker_view(broker_url: str, queues: Iterable[str]) -> BrokerView:
@@ -152,18 +163,20 @@ def broker_view(broker_url: str, queues: Iterable[str]) -> BrokerView:
     try:
         pipe = client.pipeline(transaction=False)
         for queue in queues:
-            for step in sorted(set(PRIORITY_STEPS.values())):
-                pipe.lrange(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue, 0, -1)
+            for name in priority_lists(queue).values():
+                pipe.lrange(name, 0, -1)
         waiting = pipe.execute()
     finally:
         client.close()
-    view = BrokerView(set(), set())
+    view = BrokerView(set(), set(), set())
     for raw in (raw for raws in waiting for raw in raws):
         task, args = _task_args(json.loads(raw))
         if task == SCORE_TASK:
             view.batches.add(int(str(args[0])))
         elif task == PLAN_TASK:
             view.plans.add(str(args[0]))
+        elif task == WEBHOOK_TASK:
+            view.webhooks.add(str(args[0]))
     return view
 
 

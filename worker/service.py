@@ -1,6 +1,7 @@
 """Use-cases shared by the HTTP API and the CLI: submit a job, look at it, cancel it, page through
 and export its results."""
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from worker import collection, heartbeats, idempotency, judgements, schedule_store, score_cache, store
 from worker.config import Settings
 from worker.cursors import PROCESS_CURSORS, Cursors
-from worker.errors import Conflict, InvalidInput, NotFound, Unavailable
+from worker.errors import BROKER_ERRORS, Conflict, InvalidInput, NotFound
 from worker.idempotency import RequestKey
 from worker.jobs import NewJob, Stored
 from worker.lifecycle import FINISHED, JobStatus, Priority
@@ -32,6 +33,7 @@ from worker.views import (
     WorkerOut,
 )
 
+log = logging.getLogger(__name__)
 Enqueue = Callable[[str, Priority], None]
 
 
@@ -147,20 +149,21 @@ def _check_lengths(spec: JobSpec, max_document_chars: int) -> None:
 
 
 def start_job(session: Session, stored: Stored, enqueue: Enqueue | None) -> Accepted:
-    """Put a stored job on the queue (a replayed one is there already); if the queue is
-    unreachable the job is marked failed."""
+    """Ring the queue's doorbell for a stored job (a replayed one rang already). The database is
+    the source of truth: with the broker unreachable the job stays accepted and queued, and the
+    reconciler sends its plan once the broker is back."""
     job = store.get_job(session, stored.job_id)
     if stored.replayed:
         return Accepted(job_view(session, job), replayed=True)
     if enqueue is not None:
         try:
             enqueue(job.id, Priority(job.priority))
-        except Exception as error:
-            store.transition(session, job.id, JobStatus.failed, error=f"could not enqueue: {error}")
-            session.commit()
-            raise Unavailable(
-                f"the job queue is unreachable ({error}); job {job.id} was not started"
-            ) from error
+        except BROKER_ERRORS as error:
+            log.warning(
+                "job %s stored but not enqueued, the broker is unreachable (%s): the reconciler will send it",
+                job.id,
+                error,
+            )
     return Accepted(job_view(session, store.get_job(session, job.id)), replayed=False)
 
 

@@ -5,7 +5,7 @@ unique document, and counters move only with the batch status change that guards
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import uuid4
 
@@ -480,3 +480,17 @@ def last_scored_at(session: Session, job_id: str) -> datetime | None:
     """When the job's latest batch was scored; None before the first."""
     stmt = select(func.max(Batch.finished_at)).where(Batch.job_id == job_id, Batch.status == BatchStatus.done)
     return session.execute(stmt).scalar_one()
+
+
+def untried_webhooks(session: Session, finished_before: datetime) -> list[str]:
+    """Jobs that finished (within the last day, before `finished_before`) with a callback_url whose
+    webhook was never tried: their finish hook was lost."""
+    stmt = select(Job.id).where(
+        Job.status.in_(FINISHED),
+        Job.finished_at < finished_before,
+        Job.finished_at >= finished_before - timedelta(days=1),
+        Job.webhook_attempts == 0,
+        Job.webhook_delivered_at.is_(None),
+        Job.options["callback_url"].as_string().is_not(None),
+    )
+    return list(session.scalars(stmt))

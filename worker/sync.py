@@ -3,6 +3,7 @@ the same queue and workers, the caller waits for it (a Redis notice when a job f
 against the database) and gets the documents ranked best first."""
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from worker import service
 from worker.config import Settings
-from worker.errors import InvalidInput, JobFailed, Unavailable, WaitTimeout
+from worker.errors import InvalidInput, JobCancelled, JobFailed, Unavailable, WaitTimeout
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 from worker.tenancy import Caller
@@ -107,9 +108,16 @@ def ranking(session: Session, job_id: str, top_n: int | None) -> Ranking:
     is an error naming it (a partial ranking would silently drop documents)."""
     job = service.job_status(session, job_id)
     progress = job.progress
+    if job.status == JobStatus.cancelled:
+        raise JobCancelled(
+            f"job {job_id} was cancelled before every document was scored; nothing to rank "
+            f"(what was scored: GET /v1/jobs/{job_id}/results)",
+            job_id,
+            field="job",
+        )
     if job.status != JobStatus.completed or progress.failed:
         reason = job.error or f"{progress.failed} of {progress.total} documents failed"
-        raise JobFailed(f"job {job_id} is {job.status}: {reason}", field="job")
+        raise JobFailed(f"job {job_id} is {job.status}: {reason}", job_id, field="job")
     page = service.results_page(session, job_id, QUERY_ID, limit=top_n or progress.total)
     return Ranking(job_id, [Ranked(int(row.document_id), row.raw_score) for row in page.results])
 
@@ -135,10 +143,16 @@ class FinishedWatch:
                 return False
 
     async def _notice(self, job_id: str, seconds: float) -> None:
+        """Until a notice for `job_id` or `seconds` have passed; with the broker gone (a Redis
+        restart while the request waits), just the seconds: the database is still checked."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while (left := until - loop.time()) > 0:
-            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            try:
+                message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            except redis.RedisError:
+                await asyncio.sleep(max(0.0, until - loop.time()))
+                return
             if message is not None and message["data"] == job_id.encode():
                 return
 
@@ -156,7 +170,8 @@ async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
             raise Unavailable(f"the broker is unreachable ({error}); nothing was submitted") from error
         yield FinishedWatch(pubsub)
     finally:
-        await pubsub.aclose()
+        with contextlib.suppress(redis.RedisError):  # closing a connection Redis already dropped
+            await pubsub.aclose()
         await client.aclose()
 
 

@@ -3,34 +3,30 @@ follows. Ids travel, never objects; the state lives in the database. Everything 
 from the Settings its Tasks were built with. A database outage is waited out, never a failure."""
 
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from functools import cached_property
 
-from worker import pipeline, schedules, store, webhooks
+from sqlalchemy.orm import Session
+
+from worker import leases, pipeline, schedules, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
 from worker.engine import Reranker, load_reranker
 from worker.errors import is_connection_error
-from worker.lifecycle import FINISHED, Priority
+from worker.lifecycle import Priority
 from worker.overlap import InHand, ModelGate
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCHEDULES_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
 log = logging.getLogger(__name__)
-
-
-def new_worker_name() -> str:
-    """A worker's name in heartbeats and batch leases: host, pid and a random tag, so a worker
-    restarted in the same container (same host name and pid) is a new holder."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+# The longest wait between two tries at an unreachable database: a try is one connection attempt,
+# cheap, and work resumes at most this long after the database is back.
+MAX_RETRY_PAUSE = 5.0
 
 
 def with_database_retry(what: str, call: Callable[[], None], give_up_after: float) -> None:
-    """Run `call`, waiting out a database outage with backoff (1 s doubling to 15 s) for up to
+    """Run `call`, waiting out a database outage with backoff (1 s doubling to 5 s) for up to
     `give_up_after` seconds; then give up quietly: the batch's lease lapses (or it stays queued)
     and the reconciler hands it out again. No attempt is spent on an outage."""
     give_up = time.monotonic() + give_up_after
@@ -46,7 +42,7 @@ def with_database_retry(what: str, call: Callable[[], None], give_up_after: floa
                 return None
             log.warning("%s: database unreachable, retrying in %.0fs (%s)", what, pause, error)
             time.sleep(pause)
-            pause = min(pause * 2, 15.0)
+            pause = min(pause * 2, MAX_RETRY_PAUSE)
 
 
 class Tasks:
@@ -60,7 +56,7 @@ class Tasks:
         self.limits = Limits.from_settings(settings)
         self.queue = JobQueue(settings)
         self.app = self.queue.app
-        self.name = new_worker_name()
+        self.name = leases.new_holder_name()
         self.gate = ModelGate()
         self.in_hand = InHand()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
@@ -82,20 +78,20 @@ class Tasks:
         def plan() -> None:
             with session_scope(self.settings.database_url) as session:
                 job = store.get_job(session, job_id)
-                if job.synchronous and job.model == self.settings.model:
+                if job.synchronous and job.model in self.settings.model_aliases:
                     # A client waits: the whole job in this one task, so it meets at most one batch
                     # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
-                    pipeline.run_job(
-                        session, job_id, self.reranker, self.limits, holder=self.name, gate=self.gate
-                    )
-                    followups = None
-                else:
-                    own = pipeline.identity_of(self.reranker) if job.model == self.settings.model else None
-                    followups = pipeline.plan_job(session, job_id, self.limits, own)
-            if followups is not None and followups.batches:
-                self.queue.enqueue_batches(followups.batches, followups.model, priority)
-            else:
-                self._announce_if_finished(job_id)
+                    run = pipeline.run_job
+                    if run(session, job_id, self.reranker, self.limits, holder=self.name, gate=self.gate):
+                        self._finished(session, job_id)
+                    return
+                own = (
+                    pipeline.identity_of(self.reranker) if job.model in self.settings.model_aliases else None
+                )
+                followups = pipeline.plan_job(session, job_id, self.limits, own)
+            self.queue.enqueue_batches(followups.batches, followups.model, priority)
+            if followups.finalize is not None:  # nothing to score
+                self._finalize(followups.finalize)
 
         self._retrying(f"plan job {job_id}", plan)
 
@@ -117,21 +113,17 @@ class Tasks:
                 log.info("batch %d is already in hand here: this delivery is left alone", batch_id)
 
     def finalize_job(self, job_id: str) -> None:
-        def finalize() -> None:
-            with session_scope(self.settings.database_url) as session:
-                pipeline.finalize_job(session, job_id)
-            self._announce_if_finished(job_id)
+        self._retrying(f"finalize job {job_id}", lambda: self._finalize(job_id))
 
-        self._retrying(f"finalize job {job_id}", finalize)
-
-    def _announce_if_finished(self, job_id: str) -> None:
-        """Tell waiting clients and queue the webhook of a finished job; also when a task is
-        delivered again, so a notice or webhook lost with a killed worker is sent now."""
+    def _finalize(self, job_id: str) -> None:
         with session_scope(self.settings.database_url) as session:
-            job = store.get_job(session, job_id)
-            finished, webhook = job.status in FINISHED, webhooks.wants_delivery(job)
-        if finished:
-            self.queue.job_finished(job_id, webhook)
+            if pipeline.finalize_job(session, job_id):
+                self._finished(session, job_id)
+
+    def _finished(self, session: Session, job_id: str) -> None:
+        """The finish hook, run by the one call that closed the job (a finalize task delivered
+        again, or racing the reconciler, closes nothing and runs nothing)."""
+        self.queue.job_finished(job_id, webhooks.wants_delivery(store.get_job(session, job_id)))
 
     def deliver_webhook(self, job_id: str) -> None:
         with session_scope(self.settings.database_url) as session:

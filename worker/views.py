@@ -116,10 +116,11 @@ class JobOut(BaseModel):
 
 class WorkerOut(BaseModel):
     name: str = Field(description="host-pid-tag of the worker process.")
-    model: str
+    model: str = Field(description="The name it serves the model under (RERANK_MODEL_NAME or RERANK_MODEL).")
+    model_path: str = Field(description="Where it loaded the model from (RERANK_MODEL).")
     device: str
     dtype: str
-    queue: str = Field(description="The queue of the batches it takes (one per model).")
+    queue: str = Field(description="The queues of the batches it takes (one per name of its model).")
     started_at: datetime
     fingerprint: str | None = Field(description="SHA-256 of the model's weights as loaded.")
     last_seen: datetime = Field(description="Its latest heartbeat.")

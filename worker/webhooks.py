@@ -68,8 +68,13 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
 def deliver(session: Session, job_id: str, policy: WebhookPolicy, post: Post = http_post) -> float | None:
     """One attempt at delivering a finished job's webhook, recorded on the job; the seconds to
     wait before the next attempt, or None when there is none to make (delivered, given up after
-    `policy.max_attempts`, or nothing to deliver)."""
+    `policy.max_attempts`, nothing to deliver, or another worker delivering it right now). The
+    job's row stays locked while the receiver is called, so two deliveries of one job (a hook
+    and the reconciler's re-send) never both reach it."""
+    if not store.try_lock_job(session, job_id):  # another delivery of it is under way: it goes on
+        return None
     job = store.get_job(session, job_id)
+    session.refresh(job)
     if not wants_delivery(job) or job.webhook_attempts >= policy.max_attempts:
         return None
     body = service.job_view(session, job).model_dump_json().encode()

@@ -29,8 +29,11 @@ router = APIRouter(tags=["rerank"], route_class=CheckedRoute)
 SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
 COHERE_ROUTES = ("/v2/rerank", "/v1/rerank")
 errors: dict[int | str, dict[str, Any]] = {
-    code: {"description": "{message, field} (TEI route: {error, field, details}); 504 adds job_id"}
-    for code in (400, 401, 408, 413, 415, 422, 429, 500, 503, 504)
+    code: {
+        "description": "{message, field} (TEI route: {error, field, details}); 409 (the job was"
+        " cancelled), 500 (it failed) and 504 (it outlasted RERANK_SYNC_TIMEOUT) add job_id"
+    }
+    for code in (400, 401, 408, 409, 413, 415, 422, 429, 500, 503, 504)
 }
 
 

@@ -284,3 +284,17 @@ def test_a_failed_batch_is_listed_with_its_error(
         == f"every batch failed; the first: {errors[0]['error']}"
     )
     assert client.get("/v1/jobs/nope/errors").status_code == 404
+
+
+def test_with_the_broker_down_a_job_is_accepted_queued_and_can_be_cancelled(db_url: str) -> None:
+    """The database is the source of truth: the job waits, queued, for the reconciler to send it
+    once Redis is back; a cancel meanwhile is answered too (its webhook is the reconciler's then)."""
+    with make_client(db_url, "unused", "tiny", broker_url="redis://127.0.0.1:9/0") as down:
+        response = down.post(
+            "/v1/jobs", json=job_body(queries=1, documents=3, callback_url="http://x.test/h")
+        )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        assert down.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+        cancelled = down.post(f"/v1/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

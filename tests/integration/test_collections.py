@@ -177,7 +177,9 @@ def test_a_job_over_an_empty_collection_completes_at_once(session: Session, rera
     session.commit()
     spec = CollectionJobSpec.model_validate({"collection": empty.id, "queries": [{"id": "q", "text": "x"}]})
     job_id = service.submit_job(session, spec, TINY).id
-    assert pipeline.plan_job(session, job_id, limits()).batches == []
+    planned = pipeline.plan_job(session, job_id, limits())
+    assert (planned.batches, planned.finalize) == ([], job_id)  # nothing to score: finalize now
+    assert pipeline.finalize_job(session, job_id) is True
     job = service.job_status(session, job_id)
     assert (job.status, job.progress.total) == ("completed", 0)
     assert service.results_page(session, job_id).results == []

@@ -2,7 +2,9 @@
 the real clients over real HTTP against a real worker: their order and scores are the job API's."""
 
 import math
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cohere
@@ -209,6 +211,34 @@ def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str, key: st
         assert job_id in response.json()["message"]
         job = httpx.get(f"{url}/v1/jobs/{job_id}", headers=bearer(key)).json()
     assert job["status"] == "queued" and job["synchronous"] is True
+
+
+def _new_synchronous_job(url: str, known: set[str], timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = httpx.get(f"{url}/v1/jobs", params={"limit": 1000}).json()["jobs"]
+        if fresh := [job["id"] for job in jobs if job["synchronous"] and job["id"] not in known]:
+            return str(fresh[0])
+        time.sleep(0.05)
+    raise TimeoutError("the synchronous request's job was not stored")
+
+
+@pytest.mark.parametrize(("route", "message"), [("/v2/rerank", "message"), ("/rerank", "error")])
+def test_a_request_whose_job_is_cancelled_is_a_409_naming_it(db_url: str, route: str, message: str) -> None:
+    """Nothing consumes this queue: the request waits until someone cancels its job, and answers
+    in its client's error shape instead of a 500."""
+    body = {"query": QUERY, "documents": DOCUMENTS, "texts": DOCUMENTS}
+    with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny")) as url:
+        known = {job["id"] for job in httpx.get(f"{url}/v1/jobs", params={"limit": 1000}).json()["jobs"]}
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.post, f"{url}{route}", json=body, timeout=60)
+            job_id = _new_synchronous_job(url, known)
+            assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+            response = waiting.result()
+    assert response.status_code == 409
+    answer = response.json()
+    assert answer["job_id"] == job_id and answer["field"] == "job"
+    assert f"job {job_id} was cancelled" in answer[message]
 
 
 def test_limits_are_the_apps_own_settings(db_url: str) -> None:

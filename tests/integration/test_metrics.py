@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import free_port, job_body, limits, wait_for
 from worker import pipeline
-from worker.queue import priority_lists
+from worker.config import Settings
+from worker.lifecycle import Priority
+from worker.queue import JobQueue, model_queue, priority_lists
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -53,26 +55,48 @@ def test_api_metrics_move_as_a_job_runs(db_url: str, worker: WorkerProcess) -> N
     assert sample(after.text, "rerankq_pairs_failed_total") >= 0
 
 
-def test_queue_depth_and_the_oldest_batch_waiting(db_url: str, session: Session) -> None:
-    """Nothing reads this queue: the plan task waits in Redis at its priority, and once planned
-    (here, in the test) the job's batches wait on the queue and age."""
+def test_queue_depth_per_queue_and_priority_and_the_oldest_batch_waiting(
+    db_url: str, session: Session
+) -> None:
+    """Nothing reads these queues: the plan task waits on the base queue at its priority, and once
+    planned (here, in the test) the job's batches wait on its model's queue, and age."""
     queue = f"{queue_for(db_url)}-unread"
+    batches = model_queue(queue, "tiny")
     broker = redis.Redis.from_url(REDIS_URL)
     try:
         with authed(make_app(db_url, queue, "tiny")) as client:
             empty = client.get("/metrics").text
-            assert sample(empty, "rerankq_queue_depth", priority="low") == 0
+            assert sample(empty, "rerankq_queue_depth", queue=queue, model="", priority="low") == 0
+            assert sample(empty, "rerankq_broker_up") == 1
             job_id = client.post("/v1/jobs", json={**job_body(1, 6), "priority": "low"}).json()["id"]
             waiting = client.get("/metrics").text
-            assert sample(waiting, "rerankq_queue_depth", priority="low") == 1
-            assert sample(waiting, "rerankq_queue_depth", priority="high") == 0
-            pipeline.plan_job(session, job_id, limits(task_pairs=2, queued_batches=3))
+            assert sample(waiting, "rerankq_queue_depth", queue=queue, model="", priority="low") == 1
+            assert sample(waiting, "rerankq_queue_depth", queue=queue, model="", priority="high") == 0
+            assert sample(waiting, "rerankq_queue_depth", queue=batches, model="tiny", priority="low") == 0
+            planned = pipeline.plan_job(session, job_id, limits(task_pairs=2, queued_batches=3))
+            JobQueue(Settings(broker_url=REDIS_URL, queue=queue)).enqueue_batches(
+                planned.batches, planned.model, Priority.low
+            )
             time.sleep(0.2)
-            planned = client.get("/metrics").text
-            assert sample(planned, "rerankq_oldest_queued_batch_age_seconds") >= 0.2
+            scraped = client.get("/metrics").text
+            assert sample(scraped, "rerankq_queue_depth", queue=batches, model="tiny", priority="low") == 3
+            assert sample(scraped, "rerankq_queue_depth", queue=batches, model="tiny", priority="normal") == 0
+            assert sample(scraped, "rerankq_oldest_queued_batch_age_seconds") >= 0.2
             assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     finally:
-        broker.delete(*priority_lists(queue).values())
+        broker.delete(*priority_lists(queue).values(), *priority_lists(batches).values())
+
+
+def test_a_scrape_while_the_broker_is_down_answers_without_queue_depth(db_url: str) -> None:
+    app = make_app(
+        db_url, "rerank-test-nobody-listens", "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    with authed(app) as client:  # an admin's key: /metrics is an admin's
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert sample(response.text, "rerankq_broker_up") == 0
+    assert "rerankq_queue_depth{" not in response.text
+    assert 'rerankq_jobs{status="completed"}' in response.text  # the database's numbers still come
 
 
 def test_worker_metrics_port(

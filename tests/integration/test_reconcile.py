@@ -3,21 +3,24 @@ is queued but the broker lost is sent again (once), lapsed leases go back to the
 batches are released, finished jobs are finalized; attempts are left alone."""
 
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 import redis
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tests.integration.conftest import QUEUE, REDIS_URL
-from tests.integration.helpers import limits, submit
+from tests.integration.helpers import limits, run_all, submit
 from worker import leases, pipeline, service
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.leases import Lease
-from worker.models import Batch
+from worker.models import Batch, Job, utcnow
 from worker.queue import JobQueue
-from worker.reconcile import reconcile
+from worker.reconcile import WEBHOOK_GRACE, reconcile
 
 
 @pytest.fixture
@@ -64,3 +67,42 @@ def test_unreleased_batches_lost_messages_and_unfinalized_jobs(
     assert job_id in reconcile(session, one_at_a_time, doorbell).finalized
     job = service.job_status(session, job_id)
     assert (job.status, job.progress.done, job.progress.failed) == ("completed", 6, 0)
+
+
+def test_a_starting_worker_frees_at_once_what_dead_workers_of_its_host_held(
+    session: Session, doorbell: JobQueue
+) -> None:
+    """Leases still running, but their holders are gone from this host (a pid that exited, or our
+    own pid under an older tag: a restarted container). Live holders and other hosts' keep theirs."""
+    host, me = socket.gethostname(), os.getpid()
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    holders = {
+        "exited": f"{host}-{exited.pid}-aaaaaa",
+        "restarted": f"{host}-{me}-bbbbbb",
+        "alive": f"{host}-{os.getppid()}-cccccc",
+        "elsewhere": f"another-host-{exited.pid}-dddddd",
+    }
+    job_id = submit(session, queries=1, documents=8)
+    planned = pipeline.plan_job(session, job_id, limits(2, queued_batches=4)).batches
+    held = dict(zip(holders, planned, strict=True))
+    for who, batch in held.items():
+        assert leases.claim_batch(session, batch, Lease(holders[who], 300)) is not None
+    session.commit()
+    done = reconcile(session, limits(2, queued_batches=4), doorbell, starting=f"{host}-{me}-eeeeee")
+    assert sorted(set(done.returned) & set(planned)) == sorted([held["exited"], held["restarted"]])
+    assert not set(planned) & set(reconcile(session, limits(), doorbell).returned)  # the others' leases run
+
+
+def test_a_lost_webhook_is_queued_once_while_its_task_waits(
+    session: Session, doorbell: JobQueue, reranker: Reranker
+) -> None:
+    """A finished job whose webhook was never tried is queued by a pass; later passes see its task
+    waiting (no worker free) and queue no second one."""
+    job_id = submit(session, queries=1, documents=2, callback_url="http://127.0.0.1:9/hook")
+    run_all(session, job_id, reranker)  # closed here: nobody ran its finish hook
+    session.execute(update(Job).where(Job.id == job_id).values(finished_at=utcnow() - 2 * WEBHOOK_GRACE))
+    session.commit()
+    assert job_id in reconcile(session, limits(), doorbell).webhooks
+    assert job_id in doorbell.view(set()).webhooks
+    assert job_id not in reconcile(session, limits(), doorbell).webhooks

@@ -13,15 +13,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from api import deps
 from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
-from tests.integration.helpers import free_port, job_body, run_all, submit, wait_for
-from worker import service
+from tests.integration.helpers import free_port, job_body, limits, run_all, submit, wait_for
+from worker import pipeline, service
 from worker.config import Settings
 from worker.engine import Reranker
+from worker.models import Job, utcnow
 from worker.queue import JobQueue
+from worker.reconcile import WEBHOOK_GRACE, reconcile
 from worker.webhooks import WebhookPolicy, deliver
 
 SECRET = "webhook-test-secret"
@@ -157,6 +160,63 @@ def test_a_cancelled_job_is_delivered_too(
         job = wait_delivery(client, job_id, attempts=1)
     assert job["webhook"]["delivered_at"] is not None
     assert [json.loads(d.body)["status"] for d in target.received] == ["cancelled"]
+
+
+def _scored_unfinalized(session: Session, job_id: str, reranker: Reranker) -> None:
+    """Every batch of the job scored here; its finalize message lost (never sent)."""
+    steps = limits(2, queued_batches=8)
+    for batch in pipeline.plan_job(session, job_id, steps).batches:
+        assert pipeline.score_batch(session, batch, reranker, steps).batches == []
+        session.commit()
+
+
+def test_a_job_the_reconciler_closes_is_delivered_once(
+    db_url: str,
+    session: Session,
+    reranker: Reranker,
+    hook_worker: WorkerProcess,
+    receiver: Callable[[list[int]], Receiver],
+) -> None:
+    """The reconciler closes the job and runs the same finish hook as the finalize task would;
+    later passes (and a finalize delivered again) close nothing and send nothing."""
+    target = receiver([200])
+    job_id = submit(session, queries=1, documents=4, callback_url=target.url)
+    _scored_unfinalized(session, job_id, reranker)
+    doorbell = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
+    assert job_id in reconcile(session, limits(2), doorbell).finalized
+    assert pipeline.finalize_job(session, job_id) is False  # closed once: a late finalize runs no hook
+    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
+        job = wait_delivery(client, job_id, attempts=1)
+        again = reconcile(session, limits(2), doorbell)
+        time.sleep(1.0)  # a second delivery would arrive within this
+    assert job_id not in again.finalized and job_id not in again.webhooks
+    assert job["status"] == "completed" and job["webhook"]["delivered_at"] is not None
+    assert len(target.received) == 1 and json.loads(target.received[0].body)["id"] == job_id
+
+
+def test_a_lost_finish_hook_is_made_up_by_the_reconciler_once(
+    db_url: str,
+    session: Session,
+    reranker: Reranker,
+    hook_worker: WorkerProcess,
+    receiver: Callable[[list[int]], Receiver],
+) -> None:
+    """The job was closed, but whatever closed it died (or lost the broker) before queuing its
+    webhook: a minute on, the reconciler queues it, once."""
+    target = receiver([200])
+    job_id = submit(session, queries=1, documents=4, callback_url=target.url)
+    run_all(session, job_id, reranker)  # closed here: nobody runs its finish hook
+    minutes_ago = utcnow() - 2 * WEBHOOK_GRACE
+    session.execute(update(Job).where(Job.id == job_id).values(finished_at=minutes_ago))
+    session.commit()
+    doorbell = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
+    assert job_id in reconcile(session, limits(2), doorbell).webhooks
+    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
+        job = wait_delivery(client, job_id, attempts=1)
+        again = reconcile(session, limits(2), doorbell)
+        time.sleep(1.0)
+    assert job_id not in again.webhooks
+    assert job["webhook"]["delivered_at"] is not None and len(target.received) == 1
 
 
 def test_a_job_without_callback_url_has_no_webhook(hook_client: TestClient) -> None:

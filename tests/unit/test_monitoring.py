@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import ApiMetrics
 from api.routes.compat import SYNC_ROUTES
 from worker.models import Priority
-from worker.stats import ServiceStats
+from worker.stats import QueueDepth, ServiceStats
 
 ROOT = Path(__file__).parents[2]
 DOCKER = ROOT / "docker"
@@ -26,7 +26,9 @@ def exposed_names(tiny_model: Path) -> set[str]:
     api = ApiMetrics(SYNC_ROUTES)
     api.requests.labels("GET", "/healthz", "200").inc()
     api.sync_seconds.labels("/v2/rerank").observe(0.1)
-    stats = ServiceStats({"completed": 1}, 2, 2, 0, {p: 0 for p in Priority}, None, 0)
+    stats = ServiceStats(
+        {"completed": 1}, 2, 2, 0, [QueueDepth("rerank", "", p, 0) for p in Priority], None, 0
+    )
     metrics.register(load_reranker(str(tiny_model), device="cpu"))
     text = api.render(stats).decode() + generate_latest(REGISTRY).decode()
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples} | {

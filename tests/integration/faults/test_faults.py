@@ -9,13 +9,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tests.integration.faults.conftest import (
+    Process,
     Stack,
     assert_exactly_once,
     current,
     wait_for_job,
     wait_until,
 )
-from tests.integration.helpers import limits
+from tests.integration.helpers import job_body, limits
 from worker import leases, pipeline
 from worker.leases import Lease
 from worker.lifecycle import BatchStatus
@@ -68,6 +69,26 @@ def test_redis_killed_and_restarted_without_persistence(stack: Stack) -> None:
     assert max(b.attempts for b in batches) <= 2
 
 
+def test_a_job_submitted_while_redis_is_down_is_accepted_and_runs_once_it_is_back(stack: Stack) -> None:
+    """The database is the source of truth: the job is stored queued, and the reconciler sends
+    its plan when the broker returns."""
+    stack.reconciler()
+    stack.worker(task_pairs="20")
+    stack.redis.kill()
+    with stack.client() as client:
+        response = client.post(
+            "/v1/jobs", json=job_body(queries=3, documents=50, chunking={"enabled": False})
+        )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    time.sleep(2)  # a reconcile pass or more with the broker gone
+    stack.redis.start()
+    wait_for_job(stack, job_id, timeout=90)
+    batches = assert_exactly_once(stack, job_id, 150)
+    assert {b.attempts for b in batches} == {1}
+
+
 def test_postgres_stopped_for_30_seconds(stack: Stack) -> None:
     stack.reconciler()
     stack.worker(task_pairs="20")
@@ -83,6 +104,24 @@ def test_postgres_stopped_for_30_seconds(stack: Stack) -> None:
     wait_for_job(stack, job_id, timeout=120)
     batches = assert_exactly_once(stack, job_id, 600)
     assert {b.attempts for b in batches} == {1}  # the outage spent no attempt
+
+
+def test_a_worker_started_while_postgres_is_down_waits_for_it(stack: Stack) -> None:
+    """A worker restarted during an outage (after a SIGKILL, say) waits for the database instead
+    of exiting: the job it is needed for completes."""
+    stack.reconciler()
+    job_id = stack.submit(queries=2, documents=50)
+    stack.postgres.stop()
+    log = stack.logs / "waiting-worker.log"
+    try:
+        worker = Process(["worker", "--device", "cpu"], stack.env(task_pairs="20"), log)
+        stack.started.append(worker)
+        wait_until("the worker waits", lambda: "unreachable, waiting for it" in log.read_text(), 180)
+    finally:
+        stack.postgres.start()  # whatever happened: the next tests need it
+    wait_for_job(stack, job_id, timeout=90)
+    assert_exactly_once(stack, job_id, 100)
+    assert worker.process.poll() is None
 
 
 def test_reconciler_racing_a_live_worker_takes_nothing_from_it(stack: Stack) -> None:
