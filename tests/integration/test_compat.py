@@ -213,10 +213,10 @@ def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str, key: st
     assert job["status"] == "queued" and job["synchronous"] is True
 
 
-def _new_synchronous_job(url: str, known: set[str], timeout: float = 30) -> str:
+def _new_synchronous_job(url: str, known: set[str], key: dict[str, str], timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = httpx.get(f"{url}/v1/jobs", params={"limit": 1000}).json()["jobs"]
+        jobs = httpx.get(f"{url}/v1/jobs", params={"limit": 1000}, headers=key).json()["jobs"]
         if fresh := [job["id"] for job in jobs if job["synchronous"] and job["id"] not in known]:
             return str(fresh[0])
         time.sleep(0.05)
@@ -228,12 +228,14 @@ def test_a_request_whose_job_is_cancelled_is_a_409_naming_it(db_url: str, route:
     """Nothing consumes this queue: the request waits until someone cancels its job, and answers
     in its client's error shape instead of a 500."""
     body = {"query": QUERY, "documents": DOCUMENTS, "texts": DOCUMENTS}
+    key = bearer(new_key(db_url))
     with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny")) as url:
-        known = {job["id"] for job in httpx.get(f"{url}/v1/jobs", params={"limit": 1000}).json()["jobs"]}
+        listed = httpx.get(f"{url}/v1/jobs", params={"limit": 1000}, headers=key).json()["jobs"]
+        known = {job["id"] for job in listed}
         with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(httpx.post, f"{url}{route}", json=body, timeout=60)
-            job_id = _new_synchronous_job(url, known)
-            assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+            waiting = pool.submit(httpx.post, f"{url}{route}", json=body, headers=key, timeout=60)
+            job_id = _new_synchronous_job(url, known, key)
+            assert httpx.post(f"{url}/v1/jobs/{job_id}/cancel", headers=key).json()["status"] == "cancelled"
             response = waiting.result()
     assert response.status_code == 409
     answer = response.json()

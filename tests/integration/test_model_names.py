@@ -5,9 +5,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from tests.integration.conftest import WorkerProcess, make_app, queue_for
+from tests.integration.conftest import WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import job_body, wait_for
 
 HUB_ID = "rerankq-test/tiny-reranker"  # the name the copy is served under
@@ -24,7 +22,7 @@ def test_a_local_copy_named_as_its_hub_id_serves_jobs_naming_either(
     worker = start_worker(db_url, queue, model=str(copy), model_name=HUB_ID, task_pairs="4")
     by_name = make_app(db_url, queue, HUB_ID)  # an API that knows the model by its hub id
     by_path = make_app(db_url, queue, str(copy))  # one started with the copy's path, unnamed
-    with TestClient(by_name) as named, TestClient(by_path) as pathed:
+    with authed(by_name) as named, authed(by_path) as pathed:
         first = named.post("/v1/jobs", json=job_body(2, 5)).json()
         second = pathed.post("/v1/jobs", json=job_body(2, 5)).json()
         assert (first["model"], second["model"]) == (HUB_ID, str(copy))
@@ -42,7 +40,7 @@ def test_a_local_copy_named_as_its_hub_id_serves_jobs_naming_either(
 def assert_never_scores_another_model(db_url: str, queue: str) -> None:
     """The worker plans a job of another model (plans need no model) but never scores it: the job
     says no live worker serves its model."""
-    with TestClient(make_app(db_url, queue, OTHER, stall_seconds=1)) as client:
+    with authed(make_app(db_url, queue, OTHER, stall_seconds=1)) as client:
         job_id = client.post("/v1/jobs", json=job_body(1, 4)).json()["id"]
         deadline = time.monotonic() + 30
         while not (job := client.get(f"/v1/jobs/{job_id}").json())["stalled"]:

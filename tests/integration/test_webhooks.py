@@ -185,7 +185,7 @@ def test_a_job_the_reconciler_closes_is_delivered_once(
     doorbell = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
     assert job_id in reconcile(session, limits(2), doorbell).finalized
     assert pipeline.finalize_job(session, job_id) is False  # closed once: a late finalize runs no hook
-    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
+    with authed(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
         job = wait_delivery(client, job_id, attempts=1)
         again = reconcile(session, limits(2), doorbell)
         time.sleep(1.0)  # a second delivery would arrive within this
@@ -211,7 +211,7 @@ def test_a_lost_finish_hook_is_made_up_by_the_reconciler_once(
     session.commit()
     doorbell = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
     assert job_id in reconcile(session, limits(2), doorbell).webhooks
-    with TestClient(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
+    with authed(make_app(db_url, hook_worker.queue, hook_worker.model)) as client:
         job = wait_delivery(client, job_id, attempts=1)
         again = reconcile(session, limits(2), doorbell)
         time.sleep(1.0)
