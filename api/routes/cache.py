@@ -25,7 +25,7 @@ def cache_size(session: DbSession) -> CacheOut:
 @router.delete("", response_model=CachePruned, responses=errors)
 def prune_cache(
     session: DbSession,
-    older_than_days: Annotated[float | None, Query(ge=0)] = None,
+    older_than_days: Annotated[float | None, Query(ge=0, le=36500)] = None,
     collection: Annotated[ParamStr | None, Query(max_length=32)] = None,
 ) -> CachePruned:
     """Delete entries kept more than `older_than_days` ago and/or kept for jobs over `collection`."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from tests.integration.helpers import TINY, limits, rerankq, wait_for
 from worker import pipeline, service
+from worker.config import Settings
 from worker.engine import Reranker
 from worker.models import CollectionDocument
 from worker.spec import CollectionJobSpec
@@ -115,16 +116,16 @@ def test_bad_update_lines_are_reported_and_nothing_stored_is_lost(client: TestCl
 
 
 def test_a_job_reads_the_version_it_was_planned_against(session: Session, reranker: Reranker) -> None:
-    upload = CollectionUpload(session, "snapshot", 10_000)
+    upload = CollectionUpload(session, "snapshot", Settings(max_document_chars=10_000))
     upload.add([(i + 1, json.dumps({"id": f"d{i}", "text": f"old text {i}"}).encode()) for i in range(4)])
-    kb = upload.finish().id
+    kb = upload.finish()[0].id
     spec = CollectionJobSpec.model_validate(
         {"collection": kb, "queries": [{"id": "q", "text": "old or new?"}]}
     )
     job_id = service.submit_job(session, spec, TINY).id
     first, *_ = pipeline.plan_job(session, job_id, limits(task_pairs=2, queued_batches=1)).batches
 
-    update = CollectionUpdate(session, kb, 10_000)  # lands while the job runs
+    update = CollectionUpdate(session, kb, Settings(max_document_chars=10_000))  # lands while the job runs
     update.add([(1, b'{"id": "d0", "text": "new text 0"}'), (2, b'{"id": "d1", "deleted": true}')])
     update.add([(3, b'{"id": "d9", "text": "new document"}')])
     assert update.finish().version == 2
@@ -144,7 +145,7 @@ def test_a_job_reads_the_version_it_was_planned_against(session: Session, rerank
     )
     assert session.scalar(removed) == 2
     service.delete_job(session, job_id)
-    update = CollectionUpdate(session, kb, 10_000)
+    update = CollectionUpdate(session, kb, Settings(max_document_chars=10_000))
     update.add([(1, b'{"id": "d2", "deleted": true}')])
     assert update.finish().documents == 3
     assert session.scalar(removed) == 0

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from benchmarks.heldout import HELDOUT, Heldout, load_heldout
-from tests.integration.conftest import WorkerProcess, make_client, queue_for
+from tests.integration.conftest import WorkerProcess, bearer, make_client, queue_for
 from tests.integration.helpers import job_body, rerankq, wait_for
 
 QUERIES, CANDIDATES = 3, 50  # of the 21 held-out queries, their first-stage top 50: 150 pairs
@@ -156,13 +156,14 @@ def test_cli_uploads_qrels_and_prints_the_evaluation(
     api_server: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     url, env = api_server
-    with httpx.Client(base_url=url, timeout=30) as client:
+    key = bearer(env["RERANK_API_KEY"])
+    with httpx.Client(base_url=url, timeout=30, headers=key) as client:
         job = client.post("/v1/jobs", json=job_body(queries=2, documents=5)).json()
     qrels = tmp_path / "judged.qrels"
     qrels.write_text("q0 0 d1 1\nq0 0 d4 2\nq1 0 d2 1\n")
     added = rerankq("qrels", job["id"], str(qrels), env=env)
     assert added.returncode == 0 and "3 judgements over 2 queries" in added.stdout, added.stderr
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=key) as client:
         wait_for(client, job["id"])
         evaluation = client.get(f"/v1/jobs/{job['id']}/evaluation", params={"k": 5}).json()
     printed = rerankq("eval", job["id"], "--k", "5", env=env)

@@ -460,15 +460,17 @@ def test_collection_upload_errors_and_a_job_over_it(page: Page, api_url: str, tm
     screenshot(page, "jobs")
 
 
-def test_a_job_with_judgements_charts_whether_reranking_helped(page: Page, api_url: str) -> None:
+def test_a_job_with_judgements_charts_whether_reranking_helped(
+    page: Page, api_url: str, api: httpx.Client
+) -> None:
     documents = [{"id": f"d{i}", "text": text} for i, text in enumerate(LEAVE, 1)]
     qrels = [{"query_id": "q1", "document_id": "d1", "relevance": 2}]
     qrels.append({"query_id": "q1", "document_id": "d3", "relevance": 1})
     body = {"queries": [{"id": "q1", "text": "annual leave", "documents": documents}], "qrels": qrels}
-    job_id = httpx.post(f"{api_url}/v1/jobs", json=body, timeout=30).json()["id"]
+    job_id = api.post("/v1/jobs", json=body).json()["id"]
     page.goto(f"/jobs/{job_id}")
     wait_finished(page)
-    measured = httpx.get(f"{api_url}/v1/jobs/{job_id}/evaluation", timeout=30).json()
+    measured = api.get(f"/v1/jobs/{job_id}/evaluation").json()
 
     chart = page.locator("#evaluation svg.eval-chart")
     sync_api.expect(chart).to_be_visible()
@@ -487,7 +489,7 @@ def test_a_job_with_judgements_charts_whether_reranking_helped(page: Page, api_u
     assert row.count() == 1 and row.locator("td").nth(1).inner_text() == "2"
     screenshot(page, "evaluation")
 
-    plain = leave_job(api_url)  # no judgements: no chart
+    plain = leave_job(api)  # no judgements: no chart
     page.goto(f"/jobs/{plain}")
     wait_finished(page)
     assert page.locator("#evaluation").count() == 0

@@ -67,8 +67,10 @@ def test_a_retried_submit_gets_the_first_job_back(db_url: str) -> None:
         assert first.status_code == 202
         again = client.post("/v1/jobs", json=job_body(queries=2, documents=3), headers=key)
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-        as_file = "\n".join(json.dumps(q) for q in job_body(queries=2, documents=3)["queries"])
-        streamed = client.post("/v1/jobs", content=as_file, headers={**NDJSON, **key})
+        body = job_body(queries=2, documents=3)
+        as_file = "\n".join(json.dumps(q) for q in body["queries"])
+        options = {"options": json.dumps(body["options"])}
+        streamed = client.post("/v1/jobs", content=as_file, headers={**NDJSON, **key}, params=options)
         assert streamed.status_code == 200 and streamed.json()["id"] == first.json()["id"]  # the same job
         assert job_ids(client) == {first.json()["id"]}
         changed = client.post("/v1/jobs", json=job_body(queries=2, documents=4), headers=key)
