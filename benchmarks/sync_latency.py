@@ -8,6 +8,7 @@ engine, in this process, same model and threads). Prints p50/p95 of each and the
 Creates (and drops) the database `rerankq_sync_bench`."""
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -42,8 +43,13 @@ def timed(run: Callable[[], object], times: int) -> list[float]:
 
 
 def sync_request(client: httpx.Client, query: str, documents: list[str]) -> Callable[[], object]:
+    """A request of `documents` for `query`, numbered each time it is sent: a repeated request
+    would be answered from the score cache, not scored."""
+    numbers = itertools.count()
+
     def send() -> object:
-        response = client.post("/v2/rerank", json={"model": "bench", "query": query, "documents": documents})
+        body = {"model": "bench", "query": f"{query} #{next(numbers)}", "documents": documents}
+        response = client.post("/v2/rerank", json=body)
         response.raise_for_status()
         return response.json()
 
