@@ -36,7 +36,8 @@ TOKENS_PER_SECOND = Gauge(
 class Pace:
     """A worker's rate as of its last batch. Its batches overlap when it holds several, so the
     period is the time since the previous batch finished, or the batch's own time when shorter (the
-    worker was idle before it); tokens are the engine's count over that period."""
+    worker was idle before it) or when the engine counted nothing since (this batch's forward pass
+    ran before the previous batch finished); tokens are the engine's count over that period."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,7 +48,7 @@ class Pace:
         now = time.perf_counter()
         with self._lock:
             last, self._last = self._last, (now, tokens_scored)
-        if last is None or now - last[0] > batch_seconds:
+        if last is None or now - last[0] > batch_seconds or tokens_scored <= last[1]:
             return batch_seconds, -1
         return now - last[0], tokens_scored - last[1]
 

@@ -21,6 +21,7 @@ from tests.integration.helpers import job_body, wait_for
 from worker import schedules
 from worker.config import Settings
 from worker.db import session_factory
+from worker.lifecycle import Priority
 from worker.models import Schedule, utcnow
 from worker.queue import JobQueue
 
@@ -174,25 +175,43 @@ def test_a_due_time_makes_one_run_however_many_ticks_see_it(
     assert found["next_due_at"] > due
 
 
+def _broken_doorbell(job_id: str, priority: Priority) -> None:
+    raise RuntimeError("the doorbell broke")
+
+
 def test_a_failed_run_does_not_stop_the_next(
     client: TestClient, db_url: str, worker: WorkerProcess, schedule_of: Callable[..., dict[str, Any]]
 ) -> None:
     template = finished_job(client, job_body(queries=1, documents=3))
     schedule = schedule_of(template["id"])
     first_due = datetime.fromisoformat(client.get(f"/v1/schedules/{schedule['id']}").json()["next_due_at"])
-    # the broker is down at the first due time: the run is kept with its error, its job failed
-    broker_down = tick_settings(db_url, worker, broker_url=f"redis://127.0.0.1:{free_port()}/0")
-    with session_factory(db_url)() as session:
-        assert schedules.tick(session, broker_down, JobQueue(broker_down).enqueue_plan, first_due) == []
-    # ... and back at the next one
     settings = tick_settings(db_url, worker)
+    # the first due time's run fails (an unexpected error handing it to the queue): kept with its error
+    with session_factory(db_url)() as session:
+        assert schedules.tick(session, settings, _broken_doorbell, first_due) == []
+    # ... and the next due time's run goes ahead
     with session_factory(db_url)() as session:
         later = first_due + timedelta(minutes=5)
         assert len(schedules.tick(session, settings, JobQueue(settings).enqueue_plan, later)) == 1
 
     newest, failed = client.get(f"/v1/schedules/{schedule['id']}").json()["runs"]
-    assert "queue is unreachable" in failed["error"] and failed["status"] == "failed"
+    assert "RuntimeError: the doorbell broke" in failed["error"]
     assert newest["error"] is None and wait_for(client, newest["job_id"])["status"] == "completed"
+
+
+def test_a_run_due_while_the_broker_is_down_is_accepted(
+    client: TestClient, db_url: str, worker: WorkerProcess, schedule_of: Callable[..., dict[str, Any]]
+) -> None:
+    """The database is the source of truth: the run's job is stored queued, no error, and the
+    reconciler sends it once the broker is back (issue 9)."""
+    template = finished_job(client, job_body(queries=1, documents=3))
+    schedule = schedule_of(template["id"])
+    first_due = datetime.fromisoformat(client.get(f"/v1/schedules/{schedule['id']}").json()["next_due_at"])
+    broker_down = tick_settings(db_url, worker, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    with session_factory(db_url)() as session:
+        (job_id,) = schedules.tick(session, broker_down, JobQueue(broker_down).enqueue_plan, first_due)
+    (run,) = client.get(f"/v1/schedules/{schedule['id']}").json()["runs"]
+    assert run["job_id"] == job_id and run["error"] is None and run["status"] == "queued"
 
 
 def test_rerankq_beat_has_a_worker_submit_the_due_run(

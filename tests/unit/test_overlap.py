@@ -137,3 +137,4 @@ def test_a_workers_pace_counts_overlapping_batches_once() -> None:
     assert 0.05 <= seconds < 2.0 and tokens == 600
     time.sleep(0.05)
     assert pace.period(0.01, 1700) == (0.01, -1)  # after an idle spell: its own time again
+    assert pace.period(5.0, 1700) == (5.0, -1)  # its forward ran before the last one ended: its own
