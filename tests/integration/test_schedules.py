@@ -197,6 +197,7 @@ def test_a_failed_run_does_not_stop_the_next(
     newest, failed = client.get(f"/v1/schedules/{schedule['id']}").json()["runs"]
     assert "RuntimeError: the doorbell broke" in failed["error"]
     assert newest["error"] is None and wait_for(client, newest["job_id"])["status"] == "completed"
+    client.post(f"/v1/jobs/{failed['job_id']}/cancel")  # stored, never sent: no later test's worker takes it
 
 
 def test_a_run_due_while_the_broker_is_down_is_accepted(
@@ -212,6 +213,7 @@ def test_a_run_due_while_the_broker_is_down_is_accepted(
         (job_id,) = schedules.tick(session, broker_down, JobQueue(broker_down).enqueue_plan, first_due)
     (run,) = client.get(f"/v1/schedules/{schedule['id']}").json()["runs"]
     assert run["job_id"] == job_id and run["error"] is None and run["status"] == "queued"
+    client.post(f"/v1/jobs/{job_id}/cancel")  # no later test's worker (its reconcile pass) takes it
 
 
 def test_rerankq_beat_has_a_worker_submit_the_due_run(
