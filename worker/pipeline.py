@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, leases, metrics, score_cache, store, turns
+from worker import batch_store, collection, heartbeats, leases, metrics, score_cache, store, turns
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
@@ -83,7 +83,7 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
         if job.collection_id is not None:
             collection.snapshot_pairs(session, job)
         cached = _reuse_scores(session, job, limits, own)
-        store.plan_batches(session, job_id, limits.task_pairs)
+        batch_store.plan_batches(session, job_id, limits.task_pairs)
         store.transition(session, job_id, JobStatus.running)
         log.info("job %s planned: %d pairs, %d of them from the cache", job_id, job.total_pairs, cached)
         if job.done_pairs >= job.total_pairs:  # nothing left to score: no batch would finish it
@@ -92,7 +92,7 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
     batches = []
     if store.get_job(session, job_id).status == JobStatus.running:
         # a plan task delivered again enqueues the open batches again (a duplicate is harmless)
-        batches = store.open_batches(session, job_id) + turns.release_batches(
+        batches = batch_store.open_batches(session, job_id) + turns.release_batches(
             session, job_id, limits.queued_batches
         )
     session.commit()
@@ -117,14 +117,14 @@ def score_batch(
     claim = leases.claim_batch(session, batch_id, lease)
     session.commit()
     if claim is None:  # finished, or held by a live worker: only the follow-ups are left
-        return _followups(session, store.batch_job_id(session, batch_id), limits)
+        return _followups(session, batch_store.batch_job_id(session, batch_id), limits)
     job_id, attempts = claim.job_id, claim.attempts
     job = store.get_job(session, job_id)
     if job.status != JobStatus.running:  # cancelled since this batch was queued
-        store.skip_batch(session, batch_id, job_id)
+        batch_store.skip_batch(session, batch_id, job_id)
     elif attempts > limits.max_attempts:
         log.error("batch %d of job %s failed: delivered %d times", batch_id, job_id, attempts)
-        store.fail_batch(session, batch_id, job_id, f"gave up after {limits.max_attempts} attempts")
+        batch_store.fail_batch(session, batch_id, job_id, f"gave up after {limits.max_attempts} attempts")
     else:
         try:
             options = JobOptions.model_validate(job.options)
@@ -135,7 +135,7 @@ def score_batch(
                 raise
             session.rollback()
             log.exception("batch %d of job %s failed", batch_id, job_id)
-            store.fail_batch(session, batch_id, job_id, f"{type(error).__name__}: {error}")
+            batch_store.fail_batch(session, batch_id, job_id, f"{type(error).__name__}: {error}")
     session.commit()
     return _followups(session, job_id, limits)
 
@@ -176,7 +176,7 @@ def _score(
     in_line: InLine,
 ) -> None:
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
-    rows = store.batch_pairs(session, batch_id)
+    rows = batch_store.batch_pairs(session, batch_id)
     session.commit()  # no transaction held while the model runs
     bind = session.get_bind()
     assert isinstance(bind, Engine)
@@ -186,14 +186,14 @@ def _score(
         pairs = [(pair.query, pair.document) for pair in rows]
         scored = score_pairs(reranker, pairs, options, max_windows, in_line)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
-        store.skip_batch(session, batch_id, job_id)
+        batch_store.skip_batch(session, batch_id, job_id)
         return
     _record_max_length(session, job_id, reranker, options)
     results = [_result_row(pair.document_pk, pair.query_pk, s) for pair, s in zip(rows, scored, strict=True)]
     store.mark_truncated(
         session, {pair.query_pk for pair, s in zip(rows, scored, strict=True) if s.query_truncated}
     )
-    store.record_results(session, batch_id, job_id, results, lease.holder)
+    batch_store.record_results(session, batch_id, job_id, results, lease.holder)
     seconds = time.perf_counter() - started
     tokens = reranker.tokens_scored - tokens_before  # other batches' too, when they overlap this one
     metrics.observe_batch(len(rows), tokens, seconds, reranker.tokens_scored)
@@ -216,9 +216,9 @@ def _record_max_length(session: Session, job_id: str, reranker: Reranker, option
         log.info("job %s: max_length %d cut to %d, the model's limit", job_id, options.max_length, max_length)
 
 
-def _result_row(document_pk: int, query_pk: int, scored: ScoredDocument) -> store.ScoredRow:
+def _result_row(document_pk: int, query_pk: int, scored: ScoredDocument) -> batch_store.ScoredRow:
     best = scored.windows[scored.best]
-    return store.ScoredRow(
+    return batch_store.ScoredRow(
         document_pk=document_pk,
         query_pk=query_pk,
         raw_score=scored.raw_score,
@@ -246,7 +246,7 @@ def finalize_job(session: Session, job_id: str) -> bool:
     store.rank_results(session, job_id)
     total, done, failed, cached = job.total_pairs, job.done_pairs, job.failed_pairs, job.cached_pairs
     if done == 0 and total > 0:
-        cause = store.batch_errors(session, job_id, limit=1)
+        cause = batch_store.batch_errors(session, job_id, limit=1)
         why = f"every batch failed; the first: {cause[0].error}" if cause else "every batch failed"
         closed = store.transition(session, job_id, JobStatus.failed, error=why)
     else:

@@ -8,7 +8,16 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, idempotency, judgements, schedule_store, score_cache, store
+from worker import (
+    batch_store,
+    collection,
+    heartbeats,
+    idempotency,
+    judgements,
+    schedule_store,
+    score_cache,
+    store,
+)
 from worker.config import Settings
 from worker.cursors import PROCESS_CURSORS, Cursors
 from worker.errors import BROKER_ERRORS, Conflict, InvalidInput, NotFound
@@ -196,7 +205,7 @@ def cancel_job(
     job = store.get_job(session, job_id, caller)
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
-    store.cancel_batches(session, job_id)
+    batch_store.cancel_batches(session, job_id)
     store.rank_results(session, job_id)
     session.commit()
     if on_finished is not None:
@@ -207,7 +216,7 @@ def cancel_job(
 def batch_errors(session: Session, job_id: str, limit: int, caller: Caller = TRUSTED) -> list[BatchError]:
     """A job's failed batches with their errors (the job's own error names the first)."""
     store.get_job(session, job_id, caller)
-    return [BatchError.from_row(batch) for batch in store.batch_errors(session, job_id, limit)]
+    return [BatchError.from_row(batch) for batch in batch_store.batch_errors(session, job_id, limit)]
 
 
 def list_collections(session: Session, limit: int, caller: Caller = TRUSTED) -> list[CollectionOut]:
@@ -294,7 +303,7 @@ def _rate(session: Session, job: Job) -> float | None:
     now = utcnow()
     if job.status == JobStatus.running:
         since = max(started, now - RATE_PERIOD)
-        recent = store.pairs_done_since(session, job.id, since)
+        recent = batch_store.pairs_done_since(session, job.id, since)
         if recent:
             return recent / max((now - since).total_seconds(), 1e-3)
     return scored / max(((finished or now) - started).total_seconds(), 1e-3)

@@ -4,7 +4,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
-from worker import heartbeats, store
+from worker import batch_store, heartbeats
 from worker.broker import broker_reachable
 from worker.config import Settings
 from worker.lifecycle import JobStatus
@@ -32,7 +32,8 @@ class StallCheck:
             return None
         if job.status == JobStatus.running and job.done_pairs + job.failed_pairs >= job.total_pairs:
             return None  # scored; finalizing
-        last = aware(store.last_scored_at(self._session, job.id)) or aware(job.started_at or job.created_at)
+        scored_at = batch_store.last_scored_at(self._session, job.id)
+        last = aware(scored_at) or aware(job.started_at or job.created_at)
         idle = (utcnow() - last).total_seconds()
         if idle < self._settings.stall_seconds:
             return None

@@ -1,12 +1,11 @@
-"""Reads and writes the rest of the code calls: jobs and their lifecycle, batches, results.
+"""Reads and writes the rest of the code calls: jobs and their lifecycle, queries, ranked results.
+A job's batches, and what scoring one writes, are in worker.batch_store.
 
-Every write that a re-delivered task may repeat is idempotent: results are upserted on their
-unique document, and counters move only with the batch status change that guards them."""
+Every write that a re-delivered task may repeat is idempotent (guarded by the status it moves from)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import delete, func, insert, literal, select, text, tuple_, update
@@ -16,11 +15,8 @@ from sqlalchemy.orm import Session
 from worker.errors import NotFound
 from worker.hashing import text_hash
 from worker.lifecycle import (
-    BATCH_TRANSITIONS,
     FINISHED,
     JOB_TRANSITIONS,
-    OPEN_BATCH,
-    BatchStatus,
     JobStatus,
     Priority,
     may_become,
@@ -150,40 +146,6 @@ def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> 
     return moved is not None
 
 
-# Pairs numbered longest document first; a collection document's pairs (one per query) stay
-# together, so a batch tokenizes and chunks each document once for all its queries.
-_NUMBERED = """
-    SELECT d.id AS document_id,
-           (row_number() OVER (
-               ORDER BY length(coalesce(d.text, c.text)) DESC, coalesce(d.source_id, 0), d.id
-           ) - 1) / :task_pairs AS number
-    FROM documents d LEFT JOIN collection_documents c ON c.id = d.source_id
-    WHERE d.job_id = :job_id AND NOT EXISTS (SELECT 1 FROM results r WHERE r.document_id = d.id)
-"""
-_INSERT_BATCHES = text(
-    f"""
-    INSERT INTO batches (job_id, number, status, pairs, attempts)
-    SELECT :job_id, numbered.number, 'pending', count(*), 0 FROM ({_NUMBERED}) AS numbered
-    GROUP BY numbered.number
-    """
-)
-_ASSIGN_BATCHES = text(
-    f"""
-    UPDATE documents SET batch_id = batches.id
-    FROM ({_NUMBERED}) AS numbered JOIN batches ON batches.number = numbered.number
-    WHERE documents.id = numbered.document_id AND batches.job_id = :job_id
-    """
-)
-
-
-def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
-    """Split a job's pairs without a result yet (the cache's are in) into pending batches of at
-    most `task_pairs`, longest first (in SQL)."""
-    params = {"job_id": job_id, "task_pairs": task_pairs}
-    session.execute(_INSERT_BATCHES, params)
-    session.execute(_ASSIGN_BATCHES, params)
-
-
 def unfinished_pairs(session: Session, tenant: str | None) -> int:
     """Pairs of `tenant`'s queued and running jobs not scored yet: what its quota counts."""
     left = func.coalesce(func.sum(Job.total_pairs - Job.done_pairs - Job.failed_pairs), 0)
@@ -192,84 +154,15 @@ def unfinished_pairs(session: Session, tenant: str | None) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
-def open_batches(session: Session, job_id: str) -> list[int]:
-    """Batches on the queue or running (enqueued again when a plan task is delivered again)."""
-    stmt = select(Batch.id).where(Batch.job_id == job_id, Batch.status.in_(OPEN_BATCH))
-    return list(session.scalars(stmt.order_by(Batch.number)))
-
-
-def batch_job_id(session: Session, batch_id: int) -> str:
-    return session.execute(select(Batch.job_id).where(Batch.id == batch_id)).scalar_one()
-
-
-def _document_text() -> Any:
+def document_text_column() -> Any:
+    """A pair's document text: its own, or its collection document's (outer-join CollectionDocument)."""
     return func.coalesce(Document.text, CollectionDocument.text)
-
-
-class BatchPair(NamedTuple):
-    document_pk: int
-    query_pk: int
-    query: str
-    document: str
-
-
-def batch_pairs(session: Session, batch_id: int) -> list[BatchPair]:
-    """Every (query, document) pair of a batch, with the primary keys its results are stored under."""
-    stmt = (
-        select(Document.id, Query.id, Query.text, _document_text())
-        .join(Query, Query.id == Document.query_id)
-        .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
-        .where(Document.batch_id == batch_id)
-    )
-    return [BatchPair(*row) for row in session.execute(stmt)]
 
 
 def dialect_insert(session: Session, table: Any) -> Any:
     """INSERT with ON CONFLICT support, in the session's SQL dialect (PostgreSQL or SQLite)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
-
-
-@dataclass(frozen=True)
-class ScoredRow:
-    """One scored pair, as a batch stores it: the winning token window's span, and every
-    window's [start, end, raw_score] when there was more than one."""
-
-    document_pk: int
-    query_pk: int
-    raw_score: float
-    windows_read: int
-    best_window: int
-    best_start: int
-    best_end: int
-    windows: list[list[float]] | None
-
-    def columns(self, job_id: str) -> dict[str, object]:
-        return {
-            "job_id": job_id,
-            "document_id": self.document_pk,
-            "query_id": self.query_pk,
-            "raw_score": self.raw_score,
-            "chunks": self.windows_read,
-            "best_chunk": self.best_window,
-            "best_start": self.best_start,
-            "best_end": self.best_end,
-            "windows": self.windows,
-        }
-
-
-def record_results(
-    session: Session, batch_id: int, job_id: str, results: Sequence[ScoredRow], scorer: str | None = None
-) -> bool:
-    """Store a batch's scored rows and mark it done, scored by worker `scorer`; the job's counter
-    moves only if this call finished the batch (a second delivery changes nothing)."""
-    if results:
-        # executemany with one cached statement (SQLAlchemy batches it into multi-row INSERTs)
-        stmt = dialect_insert(session, Result)
-        rows = [row.columns(job_id) for row in results]
-        written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
-        session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
-    return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None, scorer)
 
 
 def record_effective_max_length(session: Session, job_id: str, max_length: int) -> bool:
@@ -290,58 +183,6 @@ def mark_truncated(session: Session, query_pks: set[int]) -> None:
         session.execute(update(Query).where(Query.id.in_(query_pks)).values(truncated=True))
 
 
-def fail_batch(session: Session, batch_id: int, job_id: str, error: str) -> bool:
-    """Mark a batch failed (its pairs count as failed in the job's progress)."""
-    return _finish_batch(session, batch_id, job_id, BatchStatus.failed, Job.failed_pairs, error)
-
-
-def skip_batch(session: Session, batch_id: int, job_id: str) -> bool:
-    """Mark a batch of a cancelled job cancelled: not scored, not failed (no counter moves: a
-    cancelled job's unscored pairs are what done and failed leave of its total)."""
-    return _finish_batch(session, batch_id, job_id, BatchStatus.cancelled, None, None)
-
-
-def cancel_batches(session: Session, job_id: str) -> None:
-    """Cancel a job's batches that no worker holds (a running one is skipped when it finishes)."""
-    unheld = (BatchStatus.pending, BatchStatus.queued)
-    stmt = update(Batch).where(Batch.job_id == job_id, Batch.status.in_(unheld))
-    session.execute(stmt.values(status=BatchStatus.cancelled, finished_at=utcnow()))
-
-
-def _finish_batch(
-    session: Session,
-    batch_id: int,
-    job_id: str,
-    status: BatchStatus,
-    counter: Any,
-    error: str | None,
-    scorer: str | None = None,
-) -> bool:
-    written: dict[str, Any] = {"status": status, "error": error, "finished_at": utcnow(), "lease_until": None}
-    if scorer is not None:
-        written["worker"] = scorer
-    stmt = (
-        update(Batch)
-        .where(Batch.id == batch_id, Batch.status.in_(may_become(BATCH_TRANSITIONS, status)))
-        .values(written)
-        .returning(Batch.pairs)
-    )
-    pairs = session.execute(stmt).scalar_one_or_none()
-    if pairs is None:
-        return False
-    if counter is None:
-        return True
-    column = counter.key
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values({column: counter + pairs})
-        .execution_options(synchronize_session=False)
-    )
-    session.expire_all()
-    return True
-
-
 _RANK_SQL = text(
     """
     UPDATE results SET rank = ranked.position FROM (
@@ -353,12 +194,6 @@ _RANK_SQL = text(
     WHERE results.id = ranked.result_id
     """
 )
-
-
-def batch_errors(session: Session, job_id: str, limit: int) -> Sequence[Batch]:
-    """A job's failed batches, in planning order, with their errors."""
-    stmt = select(Batch).where(Batch.job_id == job_id, Batch.status == BatchStatus.failed)
-    return session.scalars(stmt.order_by(Batch.number).limit(limit)).all()
 
 
 def rank_results(session: Session, job_id: str) -> None:
@@ -394,7 +229,8 @@ def results_page(
     if after is not None:
         picked = picked.where(tuple_(Result.query_id, Result.rank) > tuple_(*map(literal, after)))
     page = picked.order_by(Result.query_id, Result.rank).limit(limit).subquery()
-    best_text = func.substr(_document_text(), page.c.best_start + 1, page.c.best_end - page.c.best_start)
+    start, end = page.c.best_start, page.c.best_end
+    best_text = func.substr(document_text_column(), start + 1, end - start)
     stmt = (
         select(
             Query.client_id,
@@ -444,20 +280,12 @@ def document_texts(
 ) -> dict[str, str]:
     """The submitted (or collection) text of some of a query's documents, by document client id."""
     stmt = (
-        select(Document.client_id, _document_text())
+        select(Document.client_id, document_text_column())
         .join(Query, Query.id == Document.query_id)
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
         .where(Query.job_id == job_id, Query.client_id == query_id, Document.client_id.in_(document_ids))
     )
     return {client_id: document_text for client_id, document_text in session.execute(stmt)}
-
-
-def pairs_done_since(session: Session, job_id: str, since: datetime) -> int:
-    """Pairs of a job's batches scored at or after `since`: the numerator of its recent rate."""
-    stmt = select(func.coalesce(func.sum(Batch.pairs), 0)).where(
-        Batch.job_id == job_id, Batch.status == BatchStatus.done, Batch.finished_at >= since
-    )
-    return int(session.execute(stmt).scalar_one())
 
 
 def record_webhook_attempt(session: Session, job_id: str, error: str | None) -> int:
@@ -474,12 +302,6 @@ def record_webhook_attempt(session: Session, job_id: str, error: str | None) -> 
     attempts = session.execute(stmt).scalar_one()
     session.expire_all()
     return int(attempts)
-
-
-def last_scored_at(session: Session, job_id: str) -> datetime | None:
-    """When the job's latest batch was scored; None before the first."""
-    stmt = select(func.max(Batch.finished_at)).where(Batch.job_id == job_id, Batch.status == BatchStatus.done)
-    return session.execute(stmt).scalar_one()
 
 
 def untried_webhooks(session: Session, finished_before: datetime) -> list[str]:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tests.integration.helpers import job_spec, limits, results, run_all, submit
-from worker import leases, pipeline, service, store
+from worker import batch_store, leases, pipeline, service
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.leases import Lease
@@ -67,7 +67,7 @@ def test_redelivered_batch_writes_no_duplicates(session: Session, reranker: Rera
     )  # re-delivered: nothing new
     for batch_id in batches + batches:  # every batch delivered twice
         pipeline.score_batch(session, batch_id, reranker, limits())
-    store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
+    batch_store.record_results(session, batches[0], job_id, [])  # a late duplicate write moves no counter
     pipeline.finalize_job(session, job_id)
     job = service.job_status(session, job_id).model_dump()
     assert job["progress"]["done"] == 10
