@@ -1,9 +1,9 @@
-"""What every `rerankq` command shares: one plain line for what a person can fix, exit codes, the
-environment's Settings."""
+"""What every `rerankq` command shares: one plain line for what a person can fix, exit codes (a
+job's outcome among them), the environment's Settings."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -24,6 +24,14 @@ def fail(message: str, code: int = UNUSABLE) -> NoReturn:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     typer.echo(f"rerankq: {first}", err=True)
     raise typer.Exit(code)
+
+
+def outcome(job: dict[str, Any]) -> None:
+    """Say how a job ended; exit non-zero unless it completed (3 failed, 4 cancelled)."""
+    error = f": {job['error']}" if job.get("error") else ""
+    typer.echo(f"job {job['id']} {job['status']}{error}", err=True)
+    if code := JOB_EXIT.get(job["status"], 0):
+        raise typer.Exit(code)
 
 
 def read_settings() -> Settings:

@@ -173,12 +173,12 @@ def test_submit_wait_exits_4_when_the_job_is_cancelled(
 def test_job_outcomes_map_to_exit_codes() -> None:
     import typer
 
-    from worker.cli import _outcome
+    from worker.cli_support import outcome
 
-    _outcome({"id": "j", "status": "completed", "error": None})
+    outcome({"id": "j", "status": "completed", "error": None})
     for status, code in (("failed", 3), ("cancelled", 4)):
         with pytest.raises(typer.Exit) as exited:
-            _outcome({"id": "j", "status": status, "error": "every batch failed; the first: x"})
+            outcome({"id": "j", "status": status, "error": "every batch failed; the first: x"})
         assert exited.value.exit_code == code
 
 
