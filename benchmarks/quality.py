@@ -18,7 +18,7 @@ from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker import evaluation, pipeline, service
 from worker.config import Settings
 from worker.db import session_scope
-from worker.engine import load_reranker
+from worker.engine import load_configured
 from worker.migrate import upgrade
 from worker.spec import JobSpec
 
@@ -62,7 +62,7 @@ def main() -> None:
         database_url=f"sqlite:///{database}", model=str(TRAINED_MODEL), device="cpu", dtype="fp32"
     )
     upgrade(settings.database_url)
-    reranker = load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
+    reranker = load_configured(settings)
     started = time.perf_counter()
     with session_scope(settings.database_url) as session:
         job = service.submit_job(session, job_spec(args.queries, args.max_length), settings)
