@@ -7,13 +7,13 @@ reranked order, and their ratio.
 
     python -m benchmarks.quality --queries 21 --k 100 --min-relevance 2"""
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import benchmark_parser
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker import evaluation, pipeline, service
 from worker.config import Settings
@@ -46,9 +46,7 @@ def job_spec(queries: int, max_length: int) -> JobSpec:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--queries", type=int, default=21, help="held-out queries (21 in all)")
     parser.add_argument("--k", type=int, default=100, help="the cut-off of Recall@k")
     parser.add_argument("--min-relevance", type=int, default=2, help="TREC DL counts grades 2 and 3 relevant")
