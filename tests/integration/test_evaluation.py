@@ -27,11 +27,11 @@ TEXT = {"content-type": "text/plain"}
 @pytest.mark.skipif(not HELDOUT.exists(), reason=f"no held-out data at {HELDOUT}")
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_evaluation_equals_ir_measures_on_the_same_rankings(
-    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
     full = load_heldout(limit=QUERIES)
     data = Heldout(tuple(replace(q, candidates=q.candidates[:CANDIDATES]) for q in full.queries), full.qrels)
-    worker = start_worker(db_url, f"{queue_for(db_url)}-eval", model=str(trained_model), dtype="fp32")
+    worker = start_own_worker(db_url, f"{queue_for(db_url)}-eval", model=str(trained_model), dtype="fp32")
     judged = [(q, d, grade) for q, grades in data.qrels.items() for d, grade in grades.items()]
     first = data.queries[0].query_id  # its judgements come as a TREC qrels file, the rest in the body
     body = {

@@ -20,14 +20,14 @@ pytestmark = pytest.mark.skipif(not HELDOUT.exists(), reason=f"no held-out data 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_pipeline_ranks_held_out_candidates_as_the_engine_does(
-    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
     data = load_heldout(limit=QUERIES)
     engine = load_reranker(str(trained_model), device="cpu", dtype="fp32")
     alone = engine.score(data.pairs(), max_length=MAX_LENGTH)
 
     queue = f"{queue_for(db_url)}-ranking"
-    worker = start_worker(db_url, queue, model=str(trained_model), dtype="fp32")
+    worker = start_own_worker(db_url, queue, model=str(trained_model), dtype="fp32")
     with make_client(db_url, worker.queue, str(trained_model)) as client:
         job = client.post("/v1/jobs", json=heldout_job(data, MAX_LENGTH)).json()
         done = wait_for(client, job["id"], timeout=600)
