@@ -62,6 +62,12 @@ def on_finished(request: Request) -> Finished:
     return queue(request).job_finished
 
 
+# The dependencies routes take, each declared once.
+DbSession = Annotated[Session, Depends(session)]
+SettingsDep = Annotated[Settings, Depends(settings)]
+EnqueueDep = Annotated[Enqueue, Depends(enqueue)]
+
+
 @lru_cache
 def _broker(url: str) -> redis.Redis:
     return redis.Redis.from_url(
@@ -74,7 +80,7 @@ def broker(request: Request) -> redis.Redis:
     return _broker(settings(request).broker_url)
 
 
-def stalls(request: Request, db: Annotated[Session, Depends(session)]) -> StallCheck:
+def stalls(request: Request, db: DbSession) -> StallCheck:
     """Why jobs stalled, looked up against this app's settings (live workers, broker)."""
     return StallCheck(db, settings(request))
 

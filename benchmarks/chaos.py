@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import add_model_options, benchmark_parser, make_pairs, random_model
 from benchmarks.killable import PostgresServer, RedisServer, free_port
 from benchmarks.pipeline import job_body
 from benchmarks.services import RERANKQ, admin_headers
@@ -182,9 +182,7 @@ def check_exactly_once(database_url: str, job_id: str, pairs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
@@ -193,7 +191,7 @@ def main() -> None:
     parser.add_argument("--redis-at", type=float, default=30, help="seconds into the job Redis is killed")
     parser.add_argument("--postgres-at", type=float, default=50, help="seconds into the job PostgreSQL stops")
     parser.add_argument("--outage", type=float, default=30, help="seconds PostgreSQL stays down")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
+    add_model_options(parser)
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped run still removes its servers

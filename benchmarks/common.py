@@ -1,6 +1,7 @@
 """Seeded benchmark inputs: (query, document) pairs of realistic mixed lengths, English and Chinese,
 drawn from the bundled corpus and examples, and random-weight models built once into a cache."""
 
+import argparse
 import json
 import random
 import re
@@ -14,6 +15,7 @@ EXAMPLES = ROOT / "examples"
 # the real bge tokenizer (about 15-330 and 1000 tokens).
 SHORT_WORDS = (5, 125)
 LONG_WORDS = (350, 450)
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 def _is_chinese(text: str) -> bool:
@@ -71,3 +73,23 @@ def random_model(cache: Path, shape: str) -> Path:
     if not (path / "config.json").exists():
         build_random_reranker(path, shape)
     return path
+
+
+def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's options; --help shows `doc` (its module docstring) as written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_model_options(parser: argparse.ArgumentParser, shape: str | None = None) -> None:
+    """--cache, where the random models are built, and --shape (defaulting to `shape`) if given."""
+    if shape is not None:
+        parser.add_argument("--shape", default=shape, help="tiny | base | v2-m3 (random weights)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
+
+
+def add_server_options(parser: argparse.ArgumentParser, redis_db: int | None = None) -> None:
+    """--postgres, the server the benchmark's scratch database is made on, and --redis (the
+    broker, database `redis_db` by default) if a database is given."""
+    parser.add_argument("--postgres", default=POSTGRES)
+    if redis_db is not None:
+        parser.add_argument("--redis", default=f"redis://127.0.0.1:6379/{redis_db}")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import make_pairs, random_model
+from benchmarks.common import benchmark_parser, make_pairs, random_model
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker.engine import Pair, Reranker, load_reranker
 from worker.engine.device import DTYPES
@@ -219,9 +219,7 @@ def fidelity(shape: str, scores: dict[str, dict[str, dict[str, list[float]]]]) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument(
         "--shapes", nargs="+", default=["base", "v2-m3"], choices=["tiny", "base", "v2-m3", "trained"]
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
+from benchmarks.common import benchmark_parser
 from benchmarks.heldout import TRAINED_MODEL, Heldout, load_heldout
 from worker.engine import Reranker, load_reranker
 
@@ -112,9 +113,7 @@ def measure(args: argparse.Namespace) -> list[Fidelity]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--model", type=Path, default=TRAINED_MODEL)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])

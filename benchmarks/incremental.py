@@ -8,7 +8,6 @@ and ranks equal the uncached run's.
 
 It creates and drops the database `rerankq_bench_incremental` on the PostgreSQL server of --postgres."""
 
-import argparse
 import itertools
 import json
 import random
@@ -16,12 +15,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import (
+    add_model_options,
+    add_server_options,
+    benchmark_parser,
+    make_pairs,
+    random_model,
+)
 from benchmarks.knowledge_base import collection_lines, in_chunks, report_until_done
 from benchmarks.services import scratch_database, services
 
@@ -122,16 +126,13 @@ def table(runs: list[Run], update: str, check: str) -> Iterator[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--change", type=float, default=0.01, help="share of the documents changed")
     parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    add_model_options(parser)
+    add_server_options(parser, redis_db=14)
     args = parser.parse_args()
 
     with scratch_database(args.postgres, DATABASE) as url:

@@ -8,7 +8,6 @@ peak memory (VmHWM) after ingest and after export, and the bytes each stored row
 
 It creates (and drops) the database `rerankq_bench` on the PostgreSQL server of --postgres."""
 
-import argparse
 import json
 import os
 import random
@@ -17,13 +16,18 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import (
+    add_model_options,
+    add_server_options,
+    benchmark_parser,
+    make_pairs,
+    random_model,
+)
 from benchmarks.services import drop_database, fresh_database, peak_rss_mb, services, wait_for
 
 DATABASE = "rerankq_bench"
@@ -112,9 +116,7 @@ def overlap(env: dict[str, str], batches: int) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
@@ -126,9 +128,8 @@ def main() -> None:
         help="RERANK_WORKER_BATCHES of the workers; one job per value, in this order, on the same collection"
         " (e.g. 1 2: overlap off, then on)",
     )
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    add_model_options(parser)
+    add_server_options(parser, redis_db=14)
     args = parser.parse_args()
 
     env = {

@@ -22,7 +22,13 @@ from statistics import median
 import httpx
 import torch
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import (
+    add_model_options,
+    add_server_options,
+    benchmark_parser,
+    make_pairs,
+    random_model,
+)
 from benchmarks.services import drop_database, fresh_database, services, wait_for
 from worker.engine import load_reranker
 
@@ -59,11 +65,8 @@ def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--pairs", type=int, default=20_000)
-    parser.add_argument("--shape", default="tiny", help="tiny | base | v2-m3 (random weights)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, engine and worker alike")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, engine and worker alike")
     parser.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16, engine and worker alike")
@@ -77,9 +80,8 @@ def main() -> None:
         help="RERANK_WORKER_BATCHES of the worker, one row each (1: no overlap)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="engine and pipeline alternated, per row")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    add_model_options(parser, shape="tiny")
+    add_server_options(parser, redis_db=13)
     args = parser.parse_args()
 
     model = random_model(args.cache, args.shape)

@@ -7,18 +7,18 @@ reranked order, and their ratio.
 
     python -m benchmarks.quality --queries 21 --k 100 --min-relevance 2"""
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import benchmark_parser
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker import evaluation, pipeline, service
 from worker.config import Settings
 from worker.db import session_scope
-from worker.engine import load_reranker
+from worker.engine import load_configured
 from worker.migrate import upgrade
 from worker.spec import JobSpec
 
@@ -46,9 +46,7 @@ def job_spec(queries: int, max_length: int) -> JobSpec:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--queries", type=int, default=21, help="held-out queries (21 in all)")
     parser.add_argument("--k", type=int, default=100, help="the cut-off of Recall@k")
     parser.add_argument("--min-relevance", type=int, default=2, help="TREC DL counts grades 2 and 3 relevant")
@@ -62,7 +60,7 @@ def main() -> None:
         database_url=f"sqlite:///{database}", model=str(TRAINED_MODEL), device="cpu", dtype="fp32"
     )
     upgrade(settings.database_url)
-    reranker = load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
+    reranker = load_configured(settings)
     started = time.perf_counter()
     with session_scope(settings.database_url) as session:
         job = service.submit_job(session, job_spec(args.queries, args.max_length), settings)

@@ -89,18 +89,23 @@ def services(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers not ready; see {logs}")
             time.sleep(0.2)
-        while True:
-            try:
-                client.get("/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_listening(client)
         yield client, api.pid
     finally:
         for process in [api, *pool]:
             process.terminate()
         for process in [api, *pool]:
             process.wait(30)
+
+
+def wait_listening(client: httpx.Client) -> None:
+    """Return once the API of `client` answers (its process was just started)."""
+    while True:
+        try:
+            client.get("/healthz")
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
 
 
 def wait_for(client: httpx.Client, job_id: str, every: float = 0.2) -> dict[str, object]:

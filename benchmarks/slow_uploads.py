@@ -9,7 +9,6 @@ shows up there; a poll's own transaction lasts milliseconds).
 Creates (and drops) the database `rerankq_slow_bench`; no worker is needed (the polled job stays
 queued; it is stored directly, so nothing is put on the broker)."""
 
-import argparse
 import os
 import socket
 import statistics
@@ -24,8 +23,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from benchmarks.common import add_server_options, benchmark_parser
 from benchmarks.killable import free_port
-from benchmarks.services import RERANKQ, admin_headers, fresh_database
+from benchmarks.services import RERANKQ, admin_headers, drop_database, fresh_database, wait_listening
 from worker.config import Settings
 from worker.db import session_scope
 from worker.service import submit_job
@@ -96,12 +96,10 @@ def stored_job(url: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--requests", type=int, default=300, help="timed polls per scenario")
     parser.add_argument("--uploads", type=int, default=16, help="clients uploading at 1 byte/s")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
+    add_server_options(parser)
     args = parser.parse_args()
 
     url = fresh_database(args.postgres, DATABASE)
@@ -117,12 +115,7 @@ def main() -> None:
     try:
         headers = admin_headers(env)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers)
-        while True:
-            try:
-                client.get("/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_listening(client)
         watch = f"{args.postgres}/{DATABASE}"
         poll(client, job_id, 20, watch)  # warm up
         quiet = poll(client, job_id, args.requests, watch)
@@ -135,8 +128,7 @@ def main() -> None:
         stop.set()
         api.terminate()
         api.wait(30)
-        with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        drop_database(args.postgres, DATABASE)
 
     print(
         f"GET /v1/jobs/{{id}}, {args.requests} polls per scenario"

@@ -7,17 +7,21 @@ engine, in this process, same model and threads). Prints p50/p95 of each and the
 
 Creates (and drops) the database `rerankq_sync_bench`."""
 
-import argparse
 import itertools
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import torch
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import (
+    add_model_options,
+    add_server_options,
+    benchmark_parser,
+    make_pairs,
+    random_model,
+)
 from benchmarks.pipeline import job_body
 from benchmarks.services import drop_database, fresh_database, services
 from worker.engine import load_reranker
@@ -57,18 +61,14 @@ def sync_request(client: httpx.Client, query: str, documents: list[str]) -> Call
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
     parser.add_argument("--documents", type=int, default=20)
     parser.add_argument("--overnight-pairs", type=int, default=60_000, help="the low-priority job's size")
-    parser.add_argument("--shape", default="tiny", help="tiny | base | v2-m3 (random weights)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--task-pairs", type=int, default=256, help="RERANK_TASK_PAIRS of the worker")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    add_model_options(parser, shape="tiny")
+    add_server_options(parser, redis_db=13)
     args = parser.parse_args()
 
     model = random_model(args.cache, args.shape)

@@ -18,33 +18,38 @@ TRAINED_MODEL = os.environ.get("RERANK_TEST_TRAINED_MODEL") or next(
 )
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _random_model(tmp_path_factory: pytest.TempPathFactory, name: str, shape: str) -> Path:
     from worker.engine.random_model import build_random_reranker
 
-    return build_random_reranker(tmp_path_factory.mktemp("models") / "tiny", "tiny")
+    return build_random_reranker(tmp_path_factory.mktemp("models") / name, shape)
+
+
+def _on_cpu(model: Path):  # type: ignore[no-untyped-def]
+    """`model` loaded as the tests score: on the CPU, in fp32 (imported late: torch is slow to load)."""
+    from worker.engine import load_reranker
+
+    return load_reranker(str(model), device="cpu", dtype="fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _random_model(tmp_path_factory, "tiny", "tiny")
 
 
 @pytest.fixture(scope="session")
 def reranker(tiny_model: Path):  # type: ignore[no-untyped-def]
-    from worker.engine import load_reranker
-
-    return load_reranker(str(tiny_model), device="cpu", dtype="fp32")
+    return _on_cpu(tiny_model)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight BERT: token type ids and 512 positions, like the MiniLM rerankers."""
-    from worker.engine.random_model import build_random_reranker
-
-    return build_random_reranker(tmp_path_factory.mktemp("models") / "bert", "bert-tiny")
+    return _random_model(tmp_path_factory, "bert", "bert-tiny")
 
 
 @pytest.fixture(scope="session")
 def bert_reranker(tiny_bert_model: Path):  # type: ignore[no-untyped-def]
-    from worker.engine import load_reranker
-
-    return load_reranker(str(tiny_bert_model), device="cpu", dtype="fp32")
+    return _on_cpu(tiny_bert_model)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +61,4 @@ def trained_model() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_reranker(trained_model: Path):  # type: ignore[no-untyped-def]
-    from worker.engine import load_reranker
-
-    return load_reranker(str(trained_model), device="cpu", dtype="fp32")
+    return _on_cpu(trained_model)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from worker import pipeline, service
 from worker.config import Settings
 from worker.db import session_scope
-from worker.engine import load_reranker
+from worker.engine import load_configured
 from worker.engine.device import describe
 from worker.export import records, write_results
 from worker.jobfile import read_job_file
@@ -25,7 +25,7 @@ def run_file(
     deleted afterwards unless `keep` (so the embedded database does not grow run after run)."""
     spec = read_job_file(path, options)
     upgrade(settings.database_url)
-    reranker = load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
+    reranker = load_configured(settings)
     tqdm.write(f"{settings.model} on {describe(reranker.device, reranker.dtype)}", file=sys.stderr)
     with session_scope(settings.database_url) as session:
         job = service.submit_job(session, spec, settings)

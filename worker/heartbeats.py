@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from worker.errors import is_connection_error
@@ -84,15 +84,18 @@ def live_models(session: Session, timeout: float) -> set[str]:
 
 
 def serving(session: Session, model: str, timeout: float) -> ModelIdentity | None:
-    """What the live workers of `model` run, when they all run the same weights in the same
-    dtype (else None: no cache key fits every worker that may score the job)."""
+    """What the live workers of `model` (by the name they serve it under or the path they loaded
+    it from: they consume both queues) run, when they all serve it under one name, with the same
+    weights in the same dtype (else None: no cache key fits every worker that may score the job)."""
     since = utcnow() - timedelta(seconds=timeout)
-    stmt = select(Worker.fingerprint, Worker.dtype).where(Worker.model == model, Worker.last_seen >= since)
+    stmt = select(Worker.model, Worker.fingerprint, Worker.dtype).where(
+        or_(Worker.model == model, Worker.model_path == model), Worker.last_seen >= since
+    )
     seen = set(session.execute(stmt.distinct()).tuples())
     if len(seen) != 1:
         return None
-    ((fingerprint, dtype),) = seen
-    return None if fingerprint is None else ModelIdentity(model, fingerprint, dtype)
+    ((name, fingerprint, dtype),) = seen
+    return None if fingerprint is None else ModelIdentity(name, fingerprint, dtype)
 
 
 class Heartbeat:

@@ -66,15 +66,17 @@ class Followups:
 
 
 def identity_of(reranker: Reranker) -> ModelIdentity:
+    """What this process's scores depend on: the model's name as jobs and heartbeats give it
+    (load_configured names it so), its weights and their dtype."""
     return ModelIdentity(reranker.name, reranker.fingerprint, str(reranker.dtype).removeprefix("torch."))
 
 
 def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity | None = None) -> Followups:
     """Split a queued job into batches and mark it running; the batches to put on the queue now
     (up to its tenant's `limits.queued_batches`; each scored batch releases the next). Pairs whose
-    scores are in the cache are not batched. `own`: the model this process serves, if it has one
-    loaded. The job's row is locked first: a second plan task (the reconciler's re-send) finds it
-    locked and leaves at once."""
+    scores are in the cache are not batched. `own`: the model this process serves, when it serves
+    the job's model (under either of its names). The job's row is locked first: a second plan task
+    (the reconciler's re-send) finds it locked and leaves at once."""
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
         return Followups([], None, job.model)
@@ -150,13 +152,12 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
 
 def _reuse_scores(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> int:
     """Results for the job's pairs the cache holds (unless its options opt out); how many. The
-    key needs the weights of the model that will score the rest: this process's, or the live
+    key needs the weights of the model that will score the rest: this process's (`own`), or the live
     workers' of the job's model (none live, or differing weights: no cache for this job)."""
     options = JobOptions.model_validate(job.options)
     if not options.cache:
         return 0
-    serving = own if own is not None and own.name == job.model else None
-    identity = serving or heartbeats.serving(session, job.model, limits.worker_timeout)
+    identity = own or heartbeats.serving(session, job.model, limits.worker_timeout)
     if identity is None:
         log.info(
             "job %s: score cache not used: no live worker of %s says what weights it runs", job.id, job.model

@@ -13,7 +13,7 @@ from worker.config import Settings
 from worker.db import get_engine, session_scope
 from worker.errors import is_connection_error
 from worker.heartbeats import Heartbeat, WorkerInfo
-from worker.pipeline import Limits
+from worker.pipeline import Limits, identity_of
 from worker.queue import JobQueue, model_queue
 from worker.tasks import Tasks
 
@@ -64,15 +64,16 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
 
         serve(metrics_port, reranker)
     queues = [model_queue(settings.queue, name) for name in settings.model_aliases]
+    identity = identity_of(reranker)  # what the score cache keys this worker's scores by
     info = WorkerInfo(
         tasks.name,
-        settings.served_model,
+        identity.name,
         settings.model,
         str(reranker.device),
-        str(reranker.dtype).removeprefix("torch."),
+        identity.dtype,
         ",".join(queues),
         datetime.now(UTC),
-        reranker.fingerprint,
+        identity.fingerprint,
     )
     log.info("serving model %s (loaded from %s) on queues %s", info.model, info.model_path, info.queue)
     heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()

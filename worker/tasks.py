@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from worker import leases, pipeline, schedules, store, webhooks
 from worker.config import Settings
 from worker.db import session_scope
-from worker.engine import Reranker, load_reranker
+from worker.engine import Reranker, load_configured
 from worker.errors import is_connection_error
 from worker.lifecycle import Priority
 from worker.overlap import InHand, ModelGate
@@ -68,8 +68,7 @@ class Tasks:
 
     @cached_property
     def reranker(self) -> Reranker:
-        settings = self.settings
-        return load_reranker(settings.model, settings.device, settings.dtype, settings.batch_tokens)
+        return load_configured(self.settings)
 
     def _retrying(self, what: str, call: Callable[[], None]) -> None:
         with_database_retry(what, call, self.settings.database_retry_seconds)

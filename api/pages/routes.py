@@ -27,7 +27,7 @@ HERE = Path(__file__).parents[1]
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-DbSession = Annotated[Session, Depends(deps.session)]
+DbSession = deps.DbSession
 # The caller comes from the page's cookie: the key entered at the top of every page.
 
 # Results per page: a job of any size never loads more than this at once.

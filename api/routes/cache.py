@@ -4,7 +4,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy.orm import Session
 
 from api import deps
 from api.schemas import ERROR_RESPONSES, CacheOut, CachePruned, ErrorOut
@@ -12,7 +11,7 @@ from worker import service
 from worker.spec import ParamStr
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"], dependencies=[Depends(deps.admin)])
-DbSession = Annotated[Session, Depends(deps.session)]
+DbSession = deps.DbSession
 errors: dict[int | str, dict[str, Any]] = {**ERROR_RESPONSES, 403: {"model": ErrorOut}}
 
 

@@ -12,7 +12,6 @@ from api import deps
 from api.schemas import ERROR_RESPONSES, CollectionList, CollectionOut, CollectionUpdateOut, DocumentsPage
 from api.streams import JSON_LINES, NDJSON, content_type, spool, store_lines
 from worker import service
-from worker.config import Settings
 from worker.errors import InvalidInput, UnsupportedMediaType
 from worker.idempotency import RequestKey
 from worker.spec import ParamStr
@@ -20,7 +19,7 @@ from worker.tenancy import Caller
 from worker.uploads import CollectionUpdate, CollectionUpload
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
-DbSession = Annotated[Session, Depends(deps.session)]
+DbSession = deps.DbSession
 errors = ERROR_RESPONSES
 CallerDep = deps.CallerDep
 BODY = {
@@ -68,7 +67,7 @@ async def upload_collection(
     request: Request,
     response: Response,
     session: DbSession,
-    settings: Annotated[Settings, Depends(deps.settings)],
+    settings: deps.SettingsDep,
     caller: CallerDep,
     request_key: Annotated[RequestKey | None, Depends(deps.collection_request_key)],
     name: ParamStr | None = None,
@@ -113,7 +112,7 @@ async def update_collection(
     collection_id: ParamStr,
     request: Request,
     session: DbSession,
-    settings: Annotated[Settings, Depends(deps.settings)],
+    settings: deps.SettingsDep,
     caller: CallerDep,
 ) -> CollectionUpdateOut:
     """Apply a JSONL stream of changes in one transaction: `{"id", "text", "metadata"?}` adds or

@@ -6,7 +6,6 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy.orm import Session
 
 from api import deps
 from api.compat_schemas import (
@@ -22,8 +21,7 @@ from api.compat_schemas import (
     TextDocument,
 )
 from api.limits import CheckedRoute
-from worker import service, sync
-from worker.config import Settings
+from worker import sync
 
 router = APIRouter(tags=["rerank"], route_class=CheckedRoute)
 SYNC_ROUTES = ("/v2/rerank", "/v1/rerank", "/rerank")
@@ -43,9 +41,9 @@ class SyncRerank:
 
     def __init__(
         self,
-        session: Annotated[Session, Depends(deps.session)],
-        settings: Annotated[Settings, Depends(deps.settings)],
-        enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+        session: deps.DbSession,
+        settings: deps.SettingsDep,
+        enqueue: deps.EnqueueDep,
         caller: deps.CallerDep,
     ) -> None:
         self.session, self.settings, self.enqueue, self.caller = session, settings, enqueue, caller

@@ -1,24 +1,20 @@
 """/healthz (database and its schema, broker, live workers) and /v1/workers (every worker seen lately)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from api import deps
 from api.schemas import ErrorOut, Health, WorkerList, WorkerOut
 from worker import service
 from worker.broker import broker_reachable
-from worker.config import Settings
 from worker.db import get_engine, session_scope
 from worker.errors import SchemaMissing
 from worker.migrate import require_schema
 
 router = APIRouter(tags=["health"])
-SettingsDep = Annotated[Settings, Depends(deps.settings)]
+SettingsDep = deps.SettingsDep
 
 
 def _database(url: str, worker_timeout: float) -> tuple[str, list[WorkerOut]]:
@@ -48,8 +44,6 @@ def healthz(settings: SettingsDep) -> JSONResponse:
 
 
 @router.get("/v1/workers", response_model=WorkerList, responses={503: {"model": ErrorOut}})
-def list_workers(
-    session: Annotated[Session, Depends(deps.session)], settings: SettingsDep, _: deps.CallerDep
-) -> WorkerList:
+def list_workers(session: deps.DbSession, settings: SettingsDep, _: deps.CallerDep) -> WorkerList:
     """Workers seen in the last day (from their heartbeats), newest first, live or not (any key)."""
     return WorkerList(workers=service.list_workers(session, settings.worker_timeout))

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 from starlette.types import Scope
@@ -17,7 +16,6 @@ from api import deps
 from api.schemas import JobOut
 from api.streams import JSON_LINES, content_type, spool, store_lines
 from worker import service
-from worker.config import Settings
 from worker.idempotency import RequestKey
 from worker.jobs import NewJob
 from worker.lifecycle import Priority
@@ -51,9 +49,9 @@ def _options(raw: str | None) -> JobOptions:
 async def submit_job_file(
     request: Request,
     response: Response,
-    session: Annotated[Session, Depends(deps.session)],
-    settings: Annotated[Settings, Depends(deps.settings)],
-    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    session: deps.DbSession,
+    settings: deps.SettingsDep,
+    enqueue: deps.EnqueueDep,
     caller: deps.CallerDep,
     request_key: Annotated[RequestKey | None, Depends(deps.job_request_key)],
     options: str | None = None,

@@ -18,7 +18,6 @@ from api.limits import CheckedRoute
 from api.schemas import ERROR_RESPONSES, BatchErrors, Evaluation, JobList, JobOut, JudgementsOut, ResultsPage
 from api.streams import spool, store_lines
 from worker import evaluation, export, service
-from worker.config import Settings
 from worker.cursors import Cursors
 from worker.idempotency import RequestKey
 from worker.judgements import QrelsUpload
@@ -28,7 +27,7 @@ from worker.stalls import StallCheck
 from worker.tenancy import Caller
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
-DbSession = Annotated[Session, Depends(deps.session)]
+DbSession = deps.DbSession
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
 CallerDep = deps.CallerDep
 errors = ERROR_RESPONSES
@@ -77,8 +76,8 @@ REPLAYED: dict[int | str, dict[str, Any]] = {
 def submit_job(
     spec: AnyJobSpec,
     session: DbSession,
-    settings: Annotated[Settings, Depends(deps.settings)],
-    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    settings: deps.SettingsDep,
+    enqueue: deps.EnqueueDep,
     caller: CallerDep,
     request_key: Annotated[RequestKey | None, Depends(deps.job_request_key)],
     response: Response,
@@ -132,8 +131,8 @@ def delete_job(job_id: ParamStr, session: DbSession, caller: CallerDep) -> None:
 def rerun_job(
     job_id: ParamStr,
     session: DbSession,
-    settings: Annotated[Settings, Depends(deps.settings)],
-    enqueue: Annotated[service.Enqueue, Depends(deps.enqueue)],
+    settings: deps.SettingsDep,
+    enqueue: deps.EnqueueDep,
     caller: CallerDep,
 ) -> JobOut:
     """Submit the job again as a new job (its `rerun_of` names this one): the same queries,
@@ -166,7 +165,7 @@ async def upload_qrels(
     job_id: ParamStr,
     request: Request,
     session: DbSession,
-    settings: Annotated[Settings, Depends(deps.settings)],
+    settings: deps.SettingsDep,
     caller: CallerDep,
 ) -> JudgementsOut:
     """Add relevance judgements to a job, streamed: JSONL (application/x-ndjson) or a TREC qrels

@@ -5,10 +5,8 @@ from typing import Annotated
 import redis
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.orm import Session
 
 from api import deps
-from worker.config import Settings
 from worker.stats import service_stats
 from worker.tenancy import Caller
 
@@ -18,8 +16,8 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", response_class=Response)
 def metrics(
     request: Request,
-    session: Annotated[Session, Depends(deps.session)],
-    settings: Annotated[Settings, Depends(deps.settings)],
+    session: deps.DbSession,
+    settings: deps.SettingsDep,
     broker: Annotated[redis.Redis, Depends(deps.broker)],
     _: Annotated[Caller, Depends(deps.admin)],
 ) -> Response:

@@ -3,8 +3,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Query
 
 from api import deps
 from api.schemas import ERROR_RESPONSES, ScheduleList, ScheduleOut, ScheduleSpec
@@ -12,7 +11,7 @@ from worker import schedules
 from worker.spec import ParamStr
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
-DbSession = Annotated[Session, Depends(deps.session)]
+DbSession = deps.DbSession
 errors = ERROR_RESPONSES
 CallerDep = deps.CallerDep
 

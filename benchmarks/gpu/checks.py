@@ -8,7 +8,6 @@ On CUDA the process is capped (torch.cuda.set_per_process_memory_fraction) to th
 such cap (and a real out-of-memory there is the kernel's OOM killer), so on CPU the cap is simulated:
 a batch over the budget's normal size raises torch.OutOfMemoryError, as the unit test does."""
 
-import argparse
 import logging
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, make_pairs, random_model
+from benchmarks.common import add_model_options, benchmark_parser, make_pairs, random_model
 from worker.engine import Reranker, load_reranker
 
 MAX_LENGTH = 1024
@@ -101,14 +100,11 @@ def check_oom_split(model: Path, device: str, pairs: int, headroom_gib: float) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--shape", default="v2-m3", help="tiny | base | v2-m3 (random weights)")
     parser.add_argument("--pairs", type=int, default=512, help="pairs of the oversized batch")
     parser.add_argument("--headroom-gib", type=float, default=2.0, help="CUDA memory beside the model")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".models")
+    add_model_options(parser, shape="v2-m3")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     model = random_model(args.cache, args.shape)

@@ -128,7 +128,8 @@ class WorkerProcess:
 def start_worker(
     tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start workers for a database; all are stopped at the end of the session."""
+    """Start workers for a database; all are stopped at the end of the session, if not before
+    (start_own_worker, or a module's fixture, stops one no later test uses)."""
     started: list[WorkerProcess] = []
 
     def start(db_url: str, queue: str, **settings: str) -> WorkerProcess:
@@ -143,6 +144,21 @@ def start_worker(
         worker = WorkerProcess(env, log)
         started.append(worker)
         return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def start_own_worker(start_worker: Callable[..., WorkerProcess]) -> Iterator[Callable[..., WorkerProcess]]:
+    """start_worker for a worker of settings no later test shares: stopped when its test ends (a
+    worker holds its model, about 450 MB, and suites run side by side)."""
+    started: list[WorkerProcess] = []
+
+    def start(db_url: str, queue: str, **settings: str) -> WorkerProcess:
+        started.append(start_worker(db_url, queue, **settings))
+        return started[-1]
 
     yield start
     for worker in started:

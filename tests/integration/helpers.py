@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
+from benchmarks.heldout import Heldout
 from worker import pipeline, service
 from worker.config import Settings
 from worker.engine import Reranker
@@ -57,6 +58,22 @@ def job_body(queries: int = 2, documents: int = 5, **options: Any) -> dict[str, 
             for q in range(queries)
         ],
         "options": {"cache": False, **options},
+    }
+
+
+def heldout_job(data: Heldout, max_length: int) -> dict[str, Any]:
+    """A job of the held-out queries and their candidates, scored as the engine alone scores them
+    (no cleaning, no windows)."""
+    return {
+        "queries": [
+            {
+                "id": q.query_id,
+                "text": q.text,
+                "documents": [{"id": c.doc_id, "text": c.text} for c in q.candidates],
+            }
+            for q in data.queries
+        ],
+        "options": {"chunking": {"enabled": False}, "clean_html": False, "max_length": max_length},
     }
 
 

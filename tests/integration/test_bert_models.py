@@ -81,9 +81,9 @@ def test_a_bert_job_scores_as_the_references_and_reads_the_manual_in_windows(
 
 
 def test_the_api_with_a_worker_serving_the_trained_minilm(
-    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
-    worker = start_worker(db_url, f"{queue_for(db_url)}-minilm", model=str(trained_model), task_pairs="2")
+    worker = start_own_worker(db_url, f"{queue_for(db_url)}-minilm", model=str(trained_model), task_pairs="2")
     body = job_body(clean_html=False)
     with make_client(db_url, worker.queue, str(trained_model)) as client:
         accepted = client.post("/v1/jobs", json=body)

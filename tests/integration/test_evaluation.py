@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from benchmarks.heldout import HELDOUT, Heldout, load_heldout
 from tests.integration.conftest import WorkerProcess, bearer, make_client, queue_for
-from tests.integration.helpers import job_body, rerankq, wait_for
+from tests.integration.helpers import heldout_job, job_body, rerankq, wait_for
 
 QUERIES, CANDIDATES = 3, 50  # of the 21 held-out queries, their first-stage top 50: 150 pairs
 MAX_LENGTH = 256
@@ -27,24 +27,16 @@ TEXT = {"content-type": "text/plain"}
 @pytest.mark.skipif(not HELDOUT.exists(), reason=f"no held-out data at {HELDOUT}")
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_evaluation_equals_ir_measures_on_the_same_rankings(
-    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
     full = load_heldout(limit=QUERIES)
     data = Heldout(tuple(replace(q, candidates=q.candidates[:CANDIDATES]) for q in full.queries), full.qrels)
-    worker = start_worker(db_url, f"{queue_for(db_url)}-eval", model=str(trained_model), dtype="fp32")
+    worker = start_own_worker(db_url, f"{queue_for(db_url)}-eval", model=str(trained_model), dtype="fp32")
     judged = [(q, d, grade) for q, grades in data.qrels.items() for d, grade in grades.items()]
     first = data.queries[0].query_id  # its judgements come as a TREC qrels file, the rest in the body
     body = {
-        "queries": [
-            {
-                "id": q.query_id,
-                "text": q.text,
-                "documents": [{"id": c.doc_id, "text": c.text} for c in q.candidates],
-            }
-            for q in data.queries
-        ],
+        **heldout_job(data, MAX_LENGTH),
         "qrels": [{"query_id": q, "document_id": d, "relevance": g} for q, d, g in judged if q != first],
-        "options": {"chunking": {"enabled": False}, "clean_html": False, "max_length": MAX_LENGTH},
     }
     trec = "".join(f"{q} 0 {d} {g}\n" for q, d, g in judged if q == first)
     with make_client(db_url, worker.queue, str(trained_model)) as client:

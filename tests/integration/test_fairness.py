@@ -34,7 +34,7 @@ def finished_at(db_url: str, job_id: str) -> object:
 
 
 def test_one_tenants_many_jobs_do_not_starve_anothers_one(
-    db_url: str, start_worker: Callable[..., WorkerProcess], tiny_model: object
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: object
 ) -> None:
     queue = f"{queue_for(db_url)}-fair-{uuid4().hex[:6]}"
     app = make_app(db_url, queue, str(tiny_model))
@@ -45,7 +45,7 @@ def test_one_tenants_many_jobs_do_not_starve_anothers_one(
     ):
         many = [busy.post("/v1/jobs", json=job_body(1, DOCUMENTS)).json()["id"] for _ in range(JOBS)]
         one = lone.post("/v1/jobs", json=job_body(1, DOCUMENTS)).json()["id"]  # submitted last
-        start_worker(db_url, queue, task_pairs=str(TASK_PAIRS))
+        start_own_worker(db_url, queue, task_pairs=str(TASK_PAIRS))
         assert wait_for(lone, one, timeout=180)["status"] == "completed"
         busy_pairs = pairs_scored_by(db_url, many, finished_at(db_url, one))
         # Taking turns by tenant, the lone job's 20 batches alternate with the busy tenant's: about

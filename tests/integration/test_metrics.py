@@ -100,10 +100,10 @@ def test_a_scrape_while_the_broker_is_down_answers_without_queue_depth(db_url: s
 
 
 def test_worker_metrics_port(
-    db_url: str, start_worker: Callable[..., WorkerProcess], tiny_model: object
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: object
 ) -> None:
     port = free_port()
-    metered = start_worker(db_url, f"{queue_for(db_url)}-metered", task_pairs="4", metrics_port=str(port))
+    metered = start_own_worker(db_url, f"{queue_for(db_url)}-metered", task_pairs="4", metrics_port=str(port))
     scrape = f"http://127.0.0.1:{port}/metrics"
     idle = httpx.get(scrape).text
     assert sample(idle, "rerankq_worker_pairs_total") == 0

@@ -62,10 +62,13 @@ def page_queue(db_url: str) -> str:
 @pytest.fixture(scope="module")
 def page_worker(
     db_url: str, model: str, page_queue: str, start_worker: Callable[..., WorkerProcess]
-) -> WorkerProcess:
+) -> Iterator[WorkerProcess]:
     """The worker of the page's queue; started by the first test that needs results (the first
-    test of this module submits before it runs, to watch a job go from queued to done)."""
-    return start_worker(db_url, page_queue, model=model, task_pairs="64")
+    test of this module submits before it runs, to watch a job go from queued to done), stopped
+    with this module."""
+    worker = start_worker(db_url, page_queue, model=model, task_pairs="64")
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.heldout import HELDOUT, load_heldout
 from tests.integration.conftest import WorkerProcess, make_client, queue_for
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import heldout_job, wait_for
 from worker.engine import load_reranker
 
 QUERIES = 2  # of the 21 held-out queries: 200 pairs, enough for a ranking, quick on a CPU
@@ -20,28 +20,16 @@ pytestmark = pytest.mark.skipif(not HELDOUT.exists(), reason=f"no held-out data 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_pipeline_ranks_held_out_candidates_as_the_engine_does(
-    db_url: str, start_worker: Callable[..., WorkerProcess], trained_model: Path
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], trained_model: Path
 ) -> None:
     data = load_heldout(limit=QUERIES)
     engine = load_reranker(str(trained_model), device="cpu", dtype="fp32")
     alone = engine.score(data.pairs(), max_length=MAX_LENGTH)
 
     queue = f"{queue_for(db_url)}-ranking"
-    worker = start_worker(db_url, queue, model=str(trained_model), dtype="fp32")
-    body = {
-        "queries": [
-            {
-                "id": q.query_id,
-                "text": q.text,
-                "documents": [{"id": c.doc_id, "text": c.text} for c in q.candidates],
-            }
-            for q in data.queries
-        ],
-        # the engine's work exactly: no cleaning, no windows
-        "options": {"chunking": {"enabled": False}, "clean_html": False, "max_length": MAX_LENGTH},
-    }
+    worker = start_own_worker(db_url, queue, model=str(trained_model), dtype="fp32")
     with make_client(db_url, worker.queue, str(trained_model)) as client:
-        job = client.post("/v1/jobs", json=body).json()
+        job = client.post("/v1/jobs", json=heldout_job(data, MAX_LENGTH)).json()
         done = wait_for(client, job["id"], timeout=600)
         assert done["status"] == "completed" and done["progress"]["done"] == len(alone), done
         export = client.get(f"/v1/jobs/{job['id']}/results.jsonl")

@@ -79,10 +79,11 @@ def receiver() -> Iterator[Callable[[list[int]], Receiver]]:
         server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def hook_worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
-    """A worker that signs webhooks, retries them quickly and gives up after 4 attempts."""
-    return start_worker(
+@pytest.fixture(scope="module")
+def hook_worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> Iterator[WorkerProcess]:
+    """A worker that signs webhooks, retries them quickly and gives up after 4 attempts; stopped
+    with this module."""
+    worker = start_worker(
         db_url,
         f"{queue_for(db_url)}-webhooks",
         task_pairs="4",
@@ -90,6 +91,8 @@ def hook_worker(db_url: str, start_worker: Callable[..., WorkerProcess]) -> Work
         webhook_backoff="0.2",
         webhook_max_attempts="4",
     )
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture

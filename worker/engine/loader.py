@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from huggingface_hub import constants, try_to_load_from_cache
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from worker.config import Settings
 from worker.engine.device import describe, resolve_device, resolve_dtype
 from worker.engine.reranker import Reranker
 from worker.errors import ModelLoadError
@@ -21,11 +22,19 @@ DEMO_HINT = (
 )
 
 
+def load_configured(settings: Settings) -> Reranker:
+    """The model of `settings` on their device and dtype, named as jobs and heartbeats name it
+    (Settings.served_model): the score cache keys it by that name."""
+    return load_reranker(
+        settings.model, settings.device, settings.dtype, settings.batch_tokens, settings.served_model
+    )
+
+
 def load_reranker(
-    model: str, device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384
+    model: str, device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384, name: str | None = None
 ) -> Reranker:
-    """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings);
-    ModelLoadError, in one line that says what to set, if it cannot be."""
+    """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings), named
+    `name` (`model` when None); ModelLoadError, in one line that says what to set, if it cannot be."""
     started = time.perf_counter()
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
@@ -51,7 +60,7 @@ def load_reranker(
         time.perf_counter() - started,
         sum(p.numel() for p in network.parameters()) / 1e6,
     )
-    return Reranker(network, tokenizer, target, precision, model, batch_tokens)
+    return Reranker(network, tokenizer, target, precision, name or model, batch_tokens)
 
 
 def _locate(model: str) -> tuple[str, bool]:

@@ -62,7 +62,7 @@ class Reranker:
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
-        self.name = name
+        self.name = name  # what jobs call the model (RERANK_MODEL_NAME, else where it was loaded from)
         self.batch_tokens = batch_tokens
         self._layout = PairLayout.of(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
