@@ -6,7 +6,8 @@ and ranks equal the uncached run's.
 
     python -m benchmarks.incremental --documents 200000 --queries 5 --workers 2
 
-It creates and drops the database `rerankq_bench_incremental` on the PostgreSQL server of --postgres."""
+It creates and drops the database of --database (`rerankq_bench_incremental`) on the PostgreSQL
+server of --postgres."""
 
 import argparse
 import itertools
@@ -132,9 +133,10 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / ".models")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--database", default=DATABASE, help="created and dropped on --postgres")
     args = parser.parse_args()
 
-    with scratch_database(args.postgres, DATABASE) as url:
+    with scratch_database(args.postgres, args.database) as url:
         env = {"RERANK_DATABASE_URL": url, "RERANK_BROKER_URL": args.redis}
         env["RERANK_MODEL"] = str(random_model(args.cache, "tiny"))
         with services(env, args.workers, worker_threads=1) as (api, _):
