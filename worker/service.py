@@ -8,7 +8,16 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from worker import collection, heartbeats, idempotency, judgements, schedule_store, score_cache, store
+from worker import (
+    collection,
+    heartbeats,
+    idempotency,
+    judgements,
+    ranking,
+    schedule_store,
+    score_cache,
+    store,
+)
 from worker.config import Settings
 from worker.cursors import PROCESS_CURSORS, Cursors
 from worker.errors import BROKER_ERRORS, Conflict, InvalidInput, NotFound
@@ -197,7 +206,7 @@ def cancel_job(
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
     store.cancel_batches(session, job_id)
-    store.rank_results(session, job_id)
+    ranking.rank_results(session, job)
     session.commit()
     if on_finished is not None:
         on_finished(job_id, job.options.get("callback_url") is not None)

@@ -150,40 +150,6 @@ def transition(session: Session, job_id: str, new: JobStatus, **fields: Any) -> 
     return moved is not None
 
 
-# Pairs numbered longest document first; a collection document's pairs (one per query) stay
-# together, so a batch tokenizes and chunks each document once for all its queries.
-_NUMBERED = """
-    SELECT d.id AS document_id,
-           (row_number() OVER (
-               ORDER BY length(coalesce(d.text, c.text)) DESC, coalesce(d.source_id, 0), d.id
-           ) - 1) / :task_pairs AS number
-    FROM documents d LEFT JOIN collection_documents c ON c.id = d.source_id
-    WHERE d.job_id = :job_id AND NOT EXISTS (SELECT 1 FROM results r WHERE r.document_id = d.id)
-"""
-_INSERT_BATCHES = text(
-    f"""
-    INSERT INTO batches (job_id, number, status, pairs, attempts)
-    SELECT :job_id, numbered.number, 'pending', count(*), 0 FROM ({_NUMBERED}) AS numbered
-    GROUP BY numbered.number
-    """
-)
-_ASSIGN_BATCHES = text(
-    f"""
-    UPDATE documents SET batch_id = batches.id
-    FROM ({_NUMBERED}) AS numbered JOIN batches ON batches.number = numbered.number
-    WHERE documents.id = numbered.document_id AND batches.job_id = :job_id
-    """
-)
-
-
-def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
-    """Split a job's pairs without a result yet (the cache's are in) into pending batches of at
-    most `task_pairs`, longest first (in SQL)."""
-    params = {"job_id": job_id, "task_pairs": task_pairs}
-    session.execute(_INSERT_BATCHES, params)
-    session.execute(_ASSIGN_BATCHES, params)
-
-
 def unfinished_pairs(session: Session, tenant: str | None) -> int:
     """Pairs of `tenant`'s queued and running jobs not scored yet: what its quota counts."""
     left = func.coalesce(func.sum(Job.total_pairs - Job.done_pairs - Job.failed_pairs), 0)
@@ -342,28 +308,10 @@ def _finish_batch(
     return True
 
 
-_RANK_SQL = text(
-    """
-    UPDATE results SET rank = ranked.position FROM (
-        SELECT r.id AS result_id,
-               row_number() OVER (PARTITION BY r.query_id ORDER BY r.raw_score DESC, d.position) AS position
-        FROM results r JOIN documents d ON d.id = r.document_id
-        WHERE r.job_id = :job_id
-    ) AS ranked
-    WHERE results.id = ranked.result_id
-    """
-)
-
-
 def batch_errors(session: Session, job_id: str, limit: int) -> Sequence[Batch]:
     """A job's failed batches, in planning order, with their errors."""
     stmt = select(Batch).where(Batch.job_id == job_id, Batch.status == BatchStatus.failed)
     return session.scalars(stmt.order_by(Batch.number).limit(limit)).all()
-
-
-def rank_results(session: Session, job_id: str) -> None:
-    """Rank each query's scored documents: 1 = highest raw score, ties in submission order."""
-    session.execute(_RANK_SQL, {"job_id": job_id})
 
 
 def refresh_statistics(session: Session) -> None:
