@@ -22,7 +22,7 @@ _CREATE = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, numbe
 _INSERT_BATCHES = text(
     """
     INSERT INTO batches (job_id, number, status, pairs, attempts)
-    SELECT :job_id, number, 'pending', count(*), 0 FROM planned_pairs GROUP BY number
+    SELECT :job_id, number, 'pending', count(*), 0 FROM planned_pairs GROUP BY number ORDER BY number
     """
 )
 _ASSIGN_BATCHES = text(
