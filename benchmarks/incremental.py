@@ -6,7 +6,8 @@ and ranks equal the uncached run's.
 
     python -m benchmarks.incremental --documents 200000 --queries 5 --workers 2
 
-It creates and drops the database `rerankq_bench_incremental` on the PostgreSQL server of --postgres."""
+It creates and drops the database of --database (`rerankq_bench_incremental`) on the PostgreSQL
+server of --postgres."""
 
 import itertools
 import json
@@ -133,9 +134,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
     add_model_options(parser)
     add_server_options(parser, redis_db=14)
+    parser.add_argument("--database", default=DATABASE, help="created and dropped on --postgres")
     args = parser.parse_args()
 
-    with scratch_database(args.postgres, DATABASE) as url:
+    with scratch_database(args.postgres, args.database) as url:
         env = {"RERANK_DATABASE_URL": url, "RERANK_BROKER_URL": args.redis}
         env["RERANK_MODEL"] = str(random_model(args.cache, "tiny"))
         with services(env, args.workers, worker_threads=1) as (api, _):

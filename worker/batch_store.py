@@ -1,4 +1,4 @@
-"""Reads and writes of a job's batches: planning its pairs into batches, a batch's pairs, and
+"""Reads and writes of a job's batches (planned by worker.batching): a batch's pairs, and
 what scoring one writes back (results, its status, the job's counters).
 
 A re-delivered task may repeat any write here: results are upserted on their unique document, and
@@ -9,45 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.lifecycle import BATCH_TRANSITIONS, OPEN_BATCH, BatchStatus, may_become
 from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
 from worker.store import dialect_insert, document_text_column
-
-# Pairs numbered longest document first; a collection document's pairs (one per query) stay
-# together, so a batch tokenizes and chunks each document once for all its queries.
-_NUMBERED = """
-    SELECT d.id AS document_id,
-           (row_number() OVER (
-               ORDER BY length(coalesce(d.text, c.text)) DESC, coalesce(d.source_id, 0), d.id
-           ) - 1) / :task_pairs AS number
-    FROM documents d LEFT JOIN collection_documents c ON c.id = d.source_id
-    WHERE d.job_id = :job_id AND NOT EXISTS (SELECT 1 FROM results r WHERE r.document_id = d.id)
-"""
-_INSERT_BATCHES = text(
-    f"""
-    INSERT INTO batches (job_id, number, status, pairs, attempts)
-    SELECT :job_id, numbered.number, 'pending', count(*), 0 FROM ({_NUMBERED}) AS numbered
-    GROUP BY numbered.number
-    """
-)
-_ASSIGN_BATCHES = text(
-    f"""
-    UPDATE documents SET batch_id = batches.id
-    FROM ({_NUMBERED}) AS numbered JOIN batches ON batches.number = numbered.number
-    WHERE documents.id = numbered.document_id AND batches.job_id = :job_id
-    """
-)
-
-
-def plan_batches(session: Session, job_id: str, task_pairs: int) -> None:
-    """Split a job's pairs without a result yet (the cache's are in) into pending batches of at
-    most `task_pairs`, longest first (in SQL)."""
-    params = {"job_id": job_id, "task_pairs": task_pairs}
-    session.execute(_INSERT_BATCHES, params)
-    session.execute(_ASSIGN_BATCHES, params)
 
 
 def open_batches(session: Session, job_id: str) -> list[int]:

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from worker import batch_store, collection, heartbeats, leases, metrics, score_cache, store, turns
+from worker import (
+    batch_store,
+    batching,
+    collection,
+    heartbeats,
+    leases,
+    metrics,
+    ranking,
+    score_cache,
+    store,
+    turns,
+)
 from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import is_connection_error
@@ -84,8 +95,13 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
             collection.snapshot_pairs(session, job)
-        cached = _reuse_scores(session, job, limits, own)
-        batch_store.plan_batches(session, job_id, limits.task_pairs)
+        key = _cache_key(session, job, limits, own)
+        if key is not None:
+            score_cache.hold_for_plan(session)
+        batched = batching.plan_batches(session, job, key, limits.task_pairs)
+        cached = job.total_pairs - batched
+        if key is not None:
+            score_cache.reuse(session, job, key, cached)
         store.transition(session, job_id, JobStatus.running)
         log.info("job %s planned: %d pairs, %d of them from the cache", job_id, job.total_pairs, cached)
         if job.done_pairs >= job.total_pairs:  # nothing left to score: no batch would finish it
@@ -150,20 +166,21 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
     return Followups(turns.release_batches(session, job_id, limits.queued_batches), finalize, job.model)
 
 
-def _reuse_scores(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> int:
-    """Results for the job's pairs the cache holds (unless its options opt out); how many. The
-    key needs the weights of the model that will score the rest: this process's (`own`), or the live
-    workers' of the job's model (none live, or differing weights: no cache for this job)."""
+def _cache_key(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> str | None:
+    """The key of the job's entries in the score cache; None when it does not use the cache (its
+    options opt out). The key needs the weights of the model that will score the rest: this
+    process's, or the live workers' of the job's model (none live, or differing weights: no cache
+    for this job)."""
     options = JobOptions.model_validate(job.options)
     if not options.cache:
-        return 0
+        return None
     identity = own or heartbeats.serving(session, job.model, limits.worker_timeout)
     if identity is None:
         log.info(
             "job %s: score cache not used: no live worker of %s says what weights it runs", job.id, job.model
         )
-        return 0
-    return score_cache.reuse(session, job, score_cache.scoring_key(identity, options))
+        return None
+    return score_cache.scoring_key(identity, options)
 
 
 def _score(
@@ -241,10 +258,13 @@ def finalize_job(session: Session, job_id: str) -> bool:
     True only for the one call that closed it (however many finalize it at once: the finalize
     task, the reconciler, a delivery again), so its finish hook runs once."""
     job = store.get_job(session, job_id)
+    store.lock_job_status(session, job_id)  # a second finalize waits here, then finds it closed
+    session.refresh(job)
     if not _all_scored(session, job_id):
+        session.commit()
         return False
     kept = score_cache.fill(session, job, utcnow())
-    store.rank_results(session, job_id)
+    ranking.rank_results(session, job)
     total, done, failed, cached = job.total_pairs, job.done_pairs, job.failed_pairs, job.cached_pairs
     if done == 0 and total > 0:
         cause = batch_store.batch_errors(session, job_id, limit=1)

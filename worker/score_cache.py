@@ -4,6 +4,8 @@ a job run again over a collection that barely changed scores only what changed. 
 filled in bulk, in SQL, at plan and finalize time: no pair passes through Python."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from worker.db import rows_affected
 from worker.hashing import text_hash
+from worker.lifecycle import JobStatus
 from worker.models import CachedScore, Job, aware
 from worker.spec import JobOptions
 
@@ -40,25 +43,57 @@ def scoring_key(identity: ModelIdentity, options: JobOptions) -> str:
     return text_hash(json.dumps(decisive, sort_keys=True))
 
 
-# A job's pairs found in the cache become its results at once, marked cached. A pair's document
-# text is its own or its collection document's: one statement for each, so that both hashes are
-# plain equi-join keys (a coalesce over an outer join would only filter after the join).
-_REUSE = """
-    INSERT INTO results (job_id, query_id, document_id, raw_score, chunks, best_chunk, best_start,
-                         best_end, windows, cached)
-    SELECT d.job_id, d.query_id, d.id, s.raw_score, s.chunks, s.best_chunk, s.best_start,
-           s.best_end, s.windows, true
-    FROM documents d
-    JOIN queries q ON q.id = d.query_id
-    {source}
-    JOIN score_cache s ON s.scoring_key = :key AND s.query_hash = q.text_hash
-                      AND s.document_hash = {document_hash}
-    WHERE d.job_id = :job_id
-"""
-_REUSE_OWN = text(_REUSE.format(source="", document_hash="d.text_hash"))
-_REUSE_COLLECTION = text(
-    _REUSE.format(source="JOIN collection_documents c ON c.id = d.source_id", document_hash="c.text_hash")
-)
+@dataclass(frozen=True)
+class PairSql:
+    """SQL over a job's pairs, `d` (documents), for its kind of job. A pair's document text is its
+    own or its collection document's (`c`): one form for each, so that both hashes are plain
+    equi-join keys (a coalesce over an outer join would only filter after the join)."""
+
+    source: str  # joins c to d for a collection job
+    text: str
+    document_hash: str
+
+    def entries(self, how: str = "") -> str:
+        """Join each pair to its query `q` and to its entry `s` under :key (`how` = "LEFT": keep
+        the pairs that have none)."""
+        return f"""JOIN queries q ON q.id = d.query_id {self.source}
+            {how} JOIN score_cache s ON s.scoring_key = :key AND s.query_hash = q.text_hash
+                                    AND s.document_hash = {self.document_hash}"""
+
+
+OWN_PAIRS = PairSql("", "d.text", "d.text_hash")
+COLLECTION_PAIRS = PairSql("JOIN collection_documents c ON c.id = d.source_id", "c.text", "c.text_hash")
+
+
+def pair_sql(job: Job) -> PairSql:
+    return OWN_PAIRS if job.collection_id is None else COLLECTION_PAIRS
+
+
+# An advisory lock (PostgreSQL): plans read the cache holding it shared, a prune deletes holding it
+# alone, so a prune never takes entries that a plan counted on and has not yet committed.
+_READERS = 0x72657175
+
+
+def hold_for_plan(session: Session) -> None:
+    """Keep a prune from deleting what this plan reads until it commits (SQLite: its one writer
+    does that already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:lock)"), {"lock": _READERS})
+
+
+@contextmanager
+def hash_joins(session: Session) -> Iterator[None]:
+    """Join a new job's pairs to the cache by hashing them: their rows are not in PostgreSQL's
+    statistics yet, so the planner would guess a few and probe the cache once per pair; hashing
+    is right at any size. Only around that join: elsewhere the job's rows are reached by key."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop = off"))
+    yield
+    if postgres:
+        session.execute(text("SET LOCAL enable_nestloop = on"))
+
+
 _DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"
 _TRUNCATED = text(
     """
@@ -86,20 +121,11 @@ _FILL = text(
 )
 
 
-def reuse(session: Session, job: Job, key: str) -> int:
-    """Give a planned job's pairs found in the cache their results (cached), counted as done and
-    as cached; how many. The key is recorded on the job, so its finalize fills the cache."""
-    params = {"job_id": job.id, "key": key}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:  # a new job's rows are not in the statistics yet: the planner would guess a few
-        # and probe the cache once per cached row; hashing the job's pairs is right at any size
-        session.execute(text("SET LOCAL enable_nestloop = off"))
-    found = rows_affected(
-        session.execute(_REUSE_OWN if job.collection_id is None else _REUSE_COLLECTION, params)
-    )
-    if postgres:
-        session.execute(text("SET LOCAL enable_nestloop = on"))
-    session.execute(_TRUNCATED, params)
+def reuse(session: Session, job: Job, key: str, found: int) -> None:
+    """Count a planned job's `found` pairs that the cache holds under `key` as done and as cached
+    (they were left out of its batches; finalize gives them their results, see worker.ranking).
+    The key is recorded on the job, so its finalize fills the cache."""
+    session.execute(_TRUNCATED, {"job_id": job.id, "key": key})
     # the tokens per pair its key implies, as an earlier job with the key recorded them: a job
     # whose every pair is cached scores no batch that would record them
     earlier = select(Job.effective_max_length).where(
@@ -113,7 +139,6 @@ def reuse(session: Session, job: Job, key: str) -> int:
     }
     session.execute(update(Job).where(Job.id == job.id).values(values))
     session.refresh(job)
-    return found
 
 
 def fill(session: Session, job: Job, now: datetime) -> int:
@@ -139,8 +164,12 @@ def size(session: Session) -> CacheSize:
 
 def prune(session: Session, older_than: datetime | None, collection_id: str | None) -> int:
     """Delete the entries made before `older_than` and for `collection_id` (either alone when the
-    other is None; the whole cache when both are); how many."""
-    stmt = delete(CachedScore)
+    other is None; the whole cache when both are), except those a running job's finalize will
+    read (its cached pairs' results are made from them); how many."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _READERS})
+    in_use = select(Job.cache_key).where(Job.status == JobStatus.running, Job.cache_key.is_not(None))
+    stmt = delete(CachedScore).where(CachedScore.scoring_key.not_in(in_use))
     if older_than is not None:
         stmt = stmt.where(CachedScore.created_at < older_than)
     if collection_id is not None:

@@ -14,6 +14,7 @@ from worker import (
     heartbeats,
     idempotency,
     judgements,
+    ranking,
     schedule_store,
     score_cache,
     store,
@@ -206,7 +207,7 @@ def cancel_job(
     if not store.transition(session, job_id, JobStatus.cancelled):
         raise Conflict(f"job {job_id} is already {job.status}", field="status")
     batch_store.cancel_batches(session, job_id)
-    store.rank_results(session, job_id)
+    ranking.rank_results(session, job)
     session.commit()
     if on_finished is not None:
         on_finished(job_id, job.options.get("callback_url") is not None)

@@ -183,24 +183,6 @@ def mark_truncated(session: Session, query_pks: set[int]) -> None:
         session.execute(update(Query).where(Query.id.in_(query_pks)).values(truncated=True))
 
 
-_RANK_SQL = text(
-    """
-    UPDATE results SET rank = ranked.position FROM (
-        SELECT r.id AS result_id,
-               row_number() OVER (PARTITION BY r.query_id ORDER BY r.raw_score DESC, d.position) AS position
-        FROM results r JOIN documents d ON d.id = r.document_id
-        WHERE r.job_id = :job_id
-    ) AS ranked
-    WHERE results.id = ranked.result_id
-    """
-)
-
-
-def rank_results(session: Session, job_id: str) -> None:
-    """Rank each query's scored documents: 1 = highest raw score, ties in submission order."""
-    session.execute(_RANK_SQL, {"job_id": job_id})
-
-
 def refresh_statistics(session: Session) -> None:
     """After a large job, let PostgreSQL's planner see the new result rows now rather than at the
     next autovacuum: with stale statistics it reads a whole job's results for every page."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tests.integration.helpers import iter_pages, job_body, results, submit, wait_for
-from worker import cli, service, store
+from worker import cli, ranking, service, store
 from worker.export import RESULT_COLUMNS, flat
 from worker.lifecycle import JobStatus
 from worker.models import Document, Result
@@ -131,7 +131,7 @@ def scored_without_a_model(session: Session, queries: int, documents: int) -> st
         insert(Result),
         [{"job_id": job_id, "document_id": d, "query_id": q, "raw_score": -float(p)} for d, q, p in pairs],
     )
-    store.rank_results(session, job_id)
+    ranking.rank_results(session, store.get_job(session, job_id))
     assert store.transition(session, job_id, JobStatus.running)
     assert store.transition(session, job_id, JobStatus.completed)
     session.commit()

@@ -1,0 +1,63 @@
+"""A job's results ranked per query (1 = highest raw score, ties in submission order), in SQL, when
+it is finalized or cancelled. The pairs its plan found in the score cache (left without a batch)
+get their results here, written once and already ranked: a rerun of a million pairs of which 1 %
+changed writes no row twice, and ranks by UPDATE only the pairs it scored."""
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from worker import score_cache
+from worker.models import Job
+
+_RANK_SCORED = text(
+    """
+    UPDATE results SET rank = ranked.position FROM (
+        SELECT r.id AS result_id,
+               row_number() OVER (PARTITION BY r.query_id ORDER BY r.raw_score DESC, d.position) AS position
+        FROM results r JOIN documents d ON d.id = r.document_id
+        WHERE r.job_id = :job_id
+    ) AS ranked
+    WHERE results.id = ranked.result_id
+    """
+)
+# Every pair of the job that has a score: scored (its result) or cached at plan time (no batch:
+# its entry under :key), ranked together. A scored pair's result is read only if it is not
+# cached, so a second run (a finalize run again, at once) ranks the same pairs the same way; a
+# scored pair's entry (this job's finalize may just have made it) is not read.
+_RANKED = """
+    SELECT d.id AS document_id, d.query_id, d.batch_id IS NULL AS cached, s.raw_score AS cached_score,
+           s.chunks, s.best_chunk, s.best_start, s.best_end, s.windows,
+           row_number() OVER (
+               PARTITION BY d.query_id
+               ORDER BY CASE WHEN d.batch_id IS NULL THEN s.raw_score ELSE r.raw_score END DESC, d.position
+           ) AS position
+    FROM documents d {entries}
+    LEFT JOIN results r ON r.document_id = d.id AND r.job_id = :job_id AND NOT r.cached
+    WHERE d.job_id = :job_id AND (s.raw_score IS NOT NULL AND d.batch_id IS NULL OR r.id IS NOT NULL)
+"""
+_RANK_WITH_CACHED = """
+    UPDATE results SET rank = ranked.position FROM ({ranked}) AS ranked
+    WHERE results.job_id = :job_id AND results.document_id = ranked.document_id AND NOT ranked.cached
+"""
+_WRITE_CACHED = """
+    INSERT INTO results (job_id, query_id, document_id, raw_score, chunks, best_chunk, best_start,
+                         best_end, windows, cached, rank)
+    SELECT :job_id, query_id, document_id, cached_score, chunks, best_chunk, best_start, best_end,
+           windows, true, position
+    FROM ({ranked}) AS ranked
+    WHERE cached
+    ON CONFLICT (document_id) DO NOTHING
+"""
+
+
+def rank_results(session: Session, job: Job) -> None:
+    """Rank each query's scored documents, and write the ranked results of its cached pairs."""
+    if job.cache_key is None or job.cached_pairs == 0:
+        session.execute(_RANK_SCORED, {"job_id": job.id})
+        return
+    ranked = _RANKED.format(entries=score_cache.pair_sql(job).entries("LEFT"))
+    params = {"job_id": job.id, "key": job.cache_key}
+    with score_cache.hash_joins(session):
+        # the scored pairs first, while the job's results are only theirs
+        session.execute(text(_RANK_WITH_CACHED.format(ranked=ranked)), params)
+        session.execute(text(_WRITE_CACHED.format(ranked=ranked)), params)
