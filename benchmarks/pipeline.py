@@ -6,8 +6,8 @@ RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). Prints the medi
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
 
-Creates (and drops) the databases `rerankq_pipeline_bench_N` (N: worker batches), or fresh SQLite
-files beside --sqlite."""
+Creates (and drops) the databases `<--database>_N` (N: worker batches; default
+`rerankq_pipeline_bench_N`), or fresh SQLite files beside --sqlite."""
 
 import argparse
 import os
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="engine and pipeline alternated, per row")
     add_model_options(parser, shape="tiny")
     add_server_options(parser, redis_db=13)
+    parser.add_argument("--database", default=DATABASE, help="name prefix of the databases created")
     args = parser.parse_args()
 
     model = random_model(args.cache, args.shape)
@@ -129,7 +130,7 @@ def main() -> None:
         )
     if not args.sqlite:
         for batches in args.worker_batches:
-            drop_database(args.postgres, f"{DATABASE}_{batches}")
+            drop_database(args.postgres, f"{args.database}_{batches}")
 
 
 @contextmanager
@@ -141,7 +142,7 @@ def stack_of(args: argparse.Namespace, model: Path, batches: int) -> Iterator[ht
     env = {
         "RERANK_DATABASE_URL": f"sqlite:///{sqlite.resolve()}"
         if sqlite
-        else fresh_database(args.postgres, f"{DATABASE}_{batches}"),
+        else fresh_database(args.postgres, f"{args.database}_{batches}"),
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
         "RERANK_DTYPE": args.dtype,

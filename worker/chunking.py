@@ -27,6 +27,8 @@ def token_windows(tokens: int, size: int, overlap: int) -> list[tuple[int, int]]
 def aggregate(scores: list[float], how: Aggregate) -> tuple[float, int]:
     """A document's raw score from its windows' raw scores, and the index of the window shown as
     the best one (the highest scoring window; the first window for `first`)."""
+    if len(scores) == 1:  # a document read whole: most of them, once per pair
+        return scores[0], 0
     best = max(range(len(scores)), key=scores.__getitem__)
     if how == "max":
         return scores[best], best

@@ -4,6 +4,7 @@ Every kept character remembers where it came from, so spans map back to the clie
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # One alternative per kind of thing the scanner meets, tried left to right.
@@ -24,8 +25,8 @@ class Cleaned:
     original text (one character, or a whole entity such as &amp;)."""
 
     text: str
-    starts: list[int]
-    ends: list[int]
+    starts: Sequence[int]
+    ends: Sequence[int]
     original_length: int
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
@@ -37,7 +38,8 @@ class Cleaned:
 
 
 def identity(text: str) -> Cleaned:
-    return Cleaned(text, list(range(len(text))), list(range(1, len(text) + 1)), len(text))
+    """`text` as it is: ranges, not lists, map each character to itself (no copy per character)."""
+    return Cleaned(text, range(len(text)), range(1, len(text) + 1), len(text))
 
 
 def clean(text: str) -> Cleaned:

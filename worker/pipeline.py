@@ -147,7 +147,7 @@ def score_batch(
         try:
             options = JobOptions.model_validate(job.options)
             in_line = gate.line(Priority(job.priority)) if gate else alone
-            _score(session, batch_id, job_id, reranker, options, limits.max_windows, lease, in_line)
+            _score(session, batch_id, job, reranker, options, limits.max_windows, lease, in_line)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             if is_connection_error(error):
                 raise
@@ -186,13 +186,14 @@ def _cache_key(session: Session, job: Job, limits: Limits, own: ModelIdentity | 
 def _score(
     session: Session,
     batch_id: int,
-    job_id: str,
+    job: Job,
     reranker: Reranker,
     options: JobOptions,
     max_windows: int,
     lease: Lease,
     in_line: InLine,
 ) -> None:
+    job_id = job.id
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
     rows = batch_store.batch_pairs(session, batch_id)
     session.commit()  # no transaction held while the model runs
@@ -206,7 +207,7 @@ def _score(
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         batch_store.skip_batch(session, batch_id, job_id)
         return
-    _record_max_length(session, job_id, reranker, options)
+    _record_max_length(session, job, reranker, options)
     results = [_result_row(pair.document_pk, pair.query_pk, s) for pair, s in zip(rows, scored, strict=True)]
     store.mark_truncated(
         session, {pair.query_pk for pair, s in zip(rows, scored, strict=True) if s.query_truncated}
@@ -227,11 +228,14 @@ def _score(
     )
 
 
-def _record_max_length(session: Session, job_id: str, reranker: Reranker, options: JobOptions) -> None:
-    """Put on the job the tokens per pair its model reads: the API cannot know the model's limit."""
+def _record_max_length(session: Session, job: Job, reranker: Reranker, options: JobOptions) -> None:
+    """Put on the job the tokens per pair its model reads: the API cannot know the model's limit.
+    Written once: a job read with it set (every batch after the first) costs no statement."""
+    if job.effective_max_length is not None:
+        return
     max_length = reranker.effective_max_length(options.max_length)
-    if store.record_effective_max_length(session, job_id, max_length) and max_length < options.max_length:
-        log.info("job %s: max_length %d cut to %d, the model's limit", job_id, options.max_length, max_length)
+    if store.record_effective_max_length(session, job.id, max_length) and max_length < options.max_length:
+        log.info("job %s: max_length %d cut to %d, the model's limit", job.id, options.max_length, max_length)
 
 
 def _result_row(document_pk: int, query_pk: int, scored: ScoredDocument) -> batch_store.ScoredRow:

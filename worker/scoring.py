@@ -53,10 +53,11 @@ def score_pairs(
     Everything but the forward passes runs before the batch stands `in_line` for the model."""
     prepare = clean if options.clean_html else identity
     max_length = reranker.effective_max_length(options.max_length)
-    queries = {query: prepare(query).text for query, _ in pairs}
+    # each distinct text cleaned and tokenized once
+    queries = {query: prepare(query).text for query in dict.fromkeys(query for query, _ in pairs)}
     query_ids = reranker.tokenize(queries.values())
     cut = reranker.query_max_length(max_length)
-    documents = {document: prepare(document) for _, document in pairs}  # each distinct text once
+    documents = {document: prepare(document) for document in dict.fromkeys(d for _, d in pairs)}
     tokens = reranker.tokenize(cleaned.text for cleaned in documents.values())
     inputs: list[ModelInput] = []
     plans = []
