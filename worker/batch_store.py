@@ -4,7 +4,6 @@ what scoring one writes back (results, its status, the job's counters).
 A re-delivered task may repeat any write here: results are upserted on their unique document, and
 a job's counter moves only with the batch status change that guards it."""
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from worker.lifecycle import BATCH_TRANSITIONS, OPEN_BATCH, BatchStatus, may_become
 from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
-from worker.store import dialect_insert, document_text_column
+from worker.store import document_text_column, insert_rows
 
 
 def open_batches(session: Session, job_id: str) -> list[int]:
@@ -79,52 +78,8 @@ def record_results(
 ) -> bool:
     """Store a batch's scored rows and mark it done, scored by worker `scorer`; the job's counter
     moves only if this call finished the batch (a second delivery changes nothing)."""
-    if results:
-        _upsert_results(session, job_id, results)
+    insert_rows(session, Result, [row.columns(job_id) for row in results], update_on=Result.document_id)
     return _finish_batch(session, batch_id, job_id, BatchStatus.done, Job.done_pairs, None, scorer)
-
-
-def _upsert_results(session: Session, job_id: str, results: Sequence[ScoredRow]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_UPSERT_RESULTS, {"job_id": job_id, **_result_arrays(results)})
-        return
-    stmt = dialect_insert(session, Result)  # executemany with one cached statement
-    rows = [row.columns(job_id) for row in results]
-    written = {column: stmt.excluded[column] for column in rows[0] if column != "document_id"}
-    session.execute(stmt.on_conflict_do_update(index_elements=[Result.document_id], set_=written), rows)
-
-
-# A batch's results in one statement on PostgreSQL: a column of values per parameter, unnested into
-# rows. executemany sends one statement per pair: four times the client's CPU and twice the time.
-_UPSERT_RESULTS = text(
-    """
-    INSERT INTO results (job_id, document_id, query_id, raw_score, chunks, best_chunk, best_start, best_end,
-                         windows)
-    SELECT :job_id, scored.* FROM unnest(
-        CAST(:document_id AS integer[]), CAST(:query_id AS integer[]), CAST(:raw_score AS float8[]),
-        CAST(:chunks AS integer[]), CAST(:best_chunk AS integer[]), CAST(:best_start AS integer[]),
-        CAST(:best_end AS integer[]), CAST(:windows AS json[])
-    ) AS scored
-    ON CONFLICT (document_id) DO UPDATE SET
-        job_id = excluded.job_id, query_id = excluded.query_id, raw_score = excluded.raw_score,
-        chunks = excluded.chunks, best_chunk = excluded.best_chunk, best_start = excluded.best_start,
-        best_end = excluded.best_end, windows = excluded.windows
-    """
-)
-
-
-def _result_arrays(results: Sequence[ScoredRow]) -> dict[str, list[Any]]:
-    """The parameters of _UPSERT_RESULTS: one list per column, the windows as JSON text."""
-    return {
-        "document_id": [row.document_pk for row in results],
-        "query_id": [row.query_pk for row in results],
-        "raw_score": [row.raw_score for row in results],
-        "chunks": [row.windows_read for row in results],
-        "best_chunk": [row.best_window for row in results],
-        "best_start": [row.best_start for row in results],
-        "best_end": [row.best_end for row in results],
-        "windows": [None if row.windows is None else json.dumps(row.windows) for row in results],
-    }
 
 
 def fail_batch(session: Session, batch_id: int, job_id: str, error: str) -> bool:

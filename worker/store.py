@@ -3,12 +3,13 @@ A job's batches, and what scoring one writes, are in worker.batch_store.
 
 Every write that a re-delivered task may repeat is idempotent (guarded by the status it moves from)."""
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import delete, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import JSON, delete, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -81,7 +82,7 @@ def add_queries(session: Session, job_id: str, queries: Sequence[QuerySpec], fir
         for query_pk, q in zip(pks, queries, strict=True)
         for i, d in enumerate(q.documents)
     ]
-    session.execute(insert(Document), rows)
+    insert_rows(session, Document, rows)
     return len(rows)
 
 
@@ -163,6 +164,38 @@ def dialect_insert(session: Session, table: Any) -> Any:
     """INSERT with ON CONFLICT support, in the session's SQL dialect (PostgreSQL or SQLite)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
+
+
+def insert_rows(
+    session: Session, entity: Any, rows: Sequence[dict[str, Any]], update_on: Any | None = None
+) -> None:
+    """INSERT `rows` (dicts of `entity`'s attributes, all with the same keys); with `update_on`, a
+    row whose unique column it is already holds updates the other columns instead. On PostgreSQL in
+    one statement, a column of values per parameter unnested into rows: executemany sends one
+    statement per row (four times the client's CPU, twice the time); elsewhere executemany."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        stmt = dialect_insert(session, entity)
+        if update_on is not None:
+            written = {key: stmt.excluded[key] for key in rows[0] if key != update_on.key}
+            stmt = stmt.on_conflict_do_update(index_elements=[update_on], set_=written)
+        session.execute(stmt, rows)
+        return
+    columns = {key: entity.__mapper__.columns[key] for key in rows[0]}
+    dialect = session.get_bind().dialect
+    arrays = ", ".join(f"CAST(:{key} AS {c.type.compile(dialect)}[])" for key, c in columns.items())
+    names = [c.name for c in columns.values()]
+    sql = f"INSERT INTO {entity.__table__.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+    if update_on is not None:
+        unique = entity.__mapper__.columns[update_on.key].name
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != unique)
+        sql += f" ON CONFLICT ({unique}) DO UPDATE SET {updates}"
+    values = {key: [row[key] for row in rows] for key in columns}
+    for key, column in columns.items():
+        if isinstance(column.type, JSON):  # as JSON text: psycopg would send a list as an array
+            values[key] = [None if value is None else json.dumps(value) for value in values[key]]
+    session.execute(text(sql), values)
 
 
 def record_effective_max_length(session: Session, job_id: str, max_length: int) -> bool:
