@@ -103,7 +103,17 @@ def is_unreachable(error: BaseException) -> bool:
     return "FATAL:" not in message or any(transient in message for transient in _TRANSIENT_FATAL)
 
 
-_TRANSIENT_FATAL = ("starting up", "shutting down", "in recovery mode", "too many clients", "terminating")
+# PostgreSQL's FATAL lines while it cannot take connections for now: starting, replaying its log
+# after an immediate shutdown ("not yet accepting"), a standby, stopping, or full.
+_TRANSIENT_FATAL = (
+    "starting up",
+    "not yet accepting connections",
+    "not accepting connections",
+    "shutting down",
+    "in recovery mode",
+    "too many clients",
+    "terminating",
+)
 
 
 def is_connection_error(error: BaseException) -> bool:
