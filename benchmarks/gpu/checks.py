@@ -52,13 +52,14 @@ def memory_cap(engine: Reranker, headroom_gib: float, tokens: int) -> Iterator[s
     """A device that holds the model plus `headroom_gib` (CUDA), or a batch of at most `tokens`
     padded tokens (CPU, simulated); yields a line that says which."""
     if engine.device.type == "cuda":
-        total = torch.cuda.get_device_properties(engine.device).total_memory
-        allowed = torch.cuda.memory_allocated(engine.device) + headroom_gib * 2**30
-        torch.cuda.set_per_process_memory_fraction(allowed / total, engine.device)
+        index = torch.cuda.current_device() if engine.device.index is None else engine.device.index
+        total = torch.cuda.get_device_properties(index).total_memory
+        allowed = torch.cuda.memory_allocated(index) + headroom_gib * 2**30
+        torch.cuda.set_per_process_memory_fraction(allowed / total, index)  # wants an index, not "cuda"
         try:
             yield f"CUDA capped at {allowed / 2**30:.1f} GiB (model + {headroom_gib} GiB)"
         finally:
-            torch.cuda.set_per_process_memory_fraction(1.0, engine.device)
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
         return
     forward = engine.model.forward
 

@@ -17,6 +17,7 @@ PACKAGES=(
   celery kombu billiard vine amqp click-didyoumean click-plugins click-repl prompt_toolkit wcwidth
   redis fastapi starlette uvicorn sqlalchemy greenlet alembic mako python-multipart psycopg psycopg-binary
   pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection typing-extensions
+  swagger-ui-bundle croniter ir-measures pytrec-eval-terrier opentelemetry-api tzlocal
 )
 rm -rf "$DEST" && mkdir -p "$DEST/wheels" "$DEST/bin" "$DEST/lib"
 pins=$("$PYTHON" -c 'import sys
