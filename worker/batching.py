@@ -18,6 +18,9 @@ _NUMBER = """
     FROM documents d {joins}
     WHERE d.job_id = :job_id {uncached}
 """
+# SQLite's driver runs DDL outside the transaction, so a plan that failed after its CREATE (a
+# "database is locked", retried) left the table on the pooled connection: dropped first.
+_DROP_LEFTOVER = text("DROP TABLE IF EXISTS planned_pairs")
 _CREATE = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)")
 _INSERT_BATCHES = text(
     """
@@ -42,6 +45,7 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
     others are left without a batch: the cached pairs (see worker.ranking)."""
     pairs = score_cache.pair_sql(job)
     params = {"job_id": job.id, "task_pairs": task_pairs, "key": key}
+    session.execute(_DROP_LEFTOVER)
     session.execute(_CREATE)
     if key is None:
         session.execute(text(_NUMBER.format(text=pairs.text, joins=pairs.source, uncached="")), params)

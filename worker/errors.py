@@ -1,5 +1,7 @@
 """Domain errors, each mapped once to an HTTP status in api/app.py and to a message in the CLI."""
 
+import sqlite3
+
 import kombu.exceptions
 import psycopg
 import redis
@@ -116,10 +118,21 @@ _TRANSIENT_FATAL = (
 )
 
 
+# SQLite raises OperationalError for faults of a statement too ("table ... already exists", "no
+# such table"): only these say the file could not be used for now. A fault retried as an outage
+# retries forever: a worker's plans stalled on "already exists" for as long as it ran.
+_SQLITE_TRANSIENT = ("database is locked", "unable to open database file", "disk i/o error")
+
+
 def is_connection_error(error: BaseException) -> bool:
     """Whether `error` means the database could not be reached (a transient outage, retried), as
     opposed to a fault of the work itself."""
-    return isinstance(error, CONNECTION_ERRORS)
+    if not isinstance(error, CONNECTION_ERRORS):
+        return False
+    cause = getattr(error, "orig", None)
+    if isinstance(cause, sqlite3.OperationalError):
+        return any(transient in str(cause).lower() for transient in _SQLITE_TRANSIENT)
+    return True
 
 
 class Unavailable(RerankError):

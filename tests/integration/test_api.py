@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from tests.integration.conftest import WorkerProcess, bearer, make_app, make_client
@@ -284,6 +284,15 @@ def test_a_failed_batch_is_listed_with_its_error(
         == f"every batch failed; the first: {errors[0]['error']}"
     )
     assert client.get("/v1/jobs/nope/errors").status_code == 404
+
+
+def test_a_plan_that_failed_midway_does_not_trip_the_next(session: Session) -> None:
+    """SQLite runs DDL outside the transaction: a plan that failed after creating its temporary table
+    (a "database is locked" midway, retried) left the table on the pooled connection, and every later
+    plan on that connection failed on "already exists" (a worker's jobs stayed queued for good)."""
+    job_id = submit(session, queries=1, documents=2)
+    session.execute(text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)"))
+    assert len(pipeline.plan_job(session, job_id, limits(1)).batches) == 2
 
 
 def test_with_the_broker_down_a_job_is_accepted_queued_and_can_be_cancelled(db_url: str) -> None:
