@@ -73,3 +73,8 @@ def rows_affected(result: Result[Any]) -> int:
     """Rows an INSERT, UPDATE or DELETE statement wrote (a cursor's rowcount)."""
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
+
+
+def on_postgres(session: Session) -> bool:
+    """Whether the session speaks PostgreSQL (else SQLite): for the statements only one of them has."""
+    return session.get_bind().dialect.name == "postgresql"

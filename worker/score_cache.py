@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from worker.db import rows_affected
+from worker.db import on_postgres, rows_affected
 from worker.hashing import text_hash
 from worker.lifecycle import JobStatus
 from worker.models import CachedScore, Job, aware
@@ -77,7 +77,7 @@ _READERS = 0x72657175
 def hold_for_plan(session: Session) -> None:
     """Keep a prune from deleting what this plan reads until it commits (SQLite: its one writer
     does that already)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:lock)"), {"lock": _READERS})
 
 
@@ -86,7 +86,7 @@ def hash_joins(session: Session) -> Iterator[None]:
     """Join a new job's pairs to the cache by hashing them: their rows are not in PostgreSQL's
     statistics yet, so the planner would guess a few and probe the cache once per pair; hashing
     is right at any size. Only around that join: elsewhere the job's rows are reached by key."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgres(session)
     if postgres:
         session.execute(text("SET LOCAL enable_nestloop = off"))
     yield
@@ -166,7 +166,7 @@ def prune(session: Session, older_than: datetime | None, collection_id: str | No
     """Delete the entries made before `older_than` and for `collection_id` (either alone when the
     other is None; the whole cache when both are), except those a running job's finalize will
     read (its cached pairs' results are made from them); how many."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _READERS})
     in_use = select(Job.cache_key).where(Job.status == JobStatus.running, Job.cache_key.is_not(None))
     stmt = delete(CachedScore).where(CachedScore.scoring_key.not_in(in_use))

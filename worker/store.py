@@ -13,6 +13,7 @@ from sqlalchemy import JSON, delete, func, insert, literal, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.db import on_postgres
 from worker.errors import NotFound
 from worker.hashing import text_hash
 from worker.lifecycle import (
@@ -162,7 +163,7 @@ def document_text_column() -> Any:
 
 def dialect_insert(session: Session, table: Any) -> Any:
     """INSERT with ON CONFLICT support, in the session's SQL dialect (PostgreSQL or SQLite)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgres(session) else sqlite
     return dialect.insert(table)
 
 
@@ -175,7 +176,7 @@ def insert_rows(
     statement per row (four times the client's CPU, twice the time); elsewhere executemany."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgres(session):
         stmt = dialect_insert(session, entity)
         if update_on is not None:
             written = {key: stmt.excluded[key] for key in rows[0] if key != update_on.key}
@@ -219,7 +220,7 @@ def mark_truncated(session: Session, query_pks: set[int]) -> None:
 def refresh_statistics(session: Session) -> None:
     """After a large job, let PostgreSQL's planner see the new result rows now rather than at the
     next autovacuum: with stale statistics it reads a whole job's results for every page."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(text("ANALYZE results"))
 
 
