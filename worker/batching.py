@@ -18,8 +18,8 @@ _NUMBER = """
     FROM documents d {joins}
     WHERE d.job_id = :job_id {uncached}
 """
-# SQLite's driver runs DDL outside the transaction, so a plan that failed after its CREATE (a
-# "database is locked", retried) left the table on the pooled connection: dropped first.
+# SQLite's driver runs DDL outside a transaction when none is open, so a plan that failed after its
+# CREATE could leave the table on the pooled connection: dropped first.
 _DROP_LEFTOVER = text("DROP TABLE IF EXISTS planned_pairs")
 _CREATE = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)")
 _INSERT_BATCHES = text(

@@ -91,6 +91,9 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
         return Followups([], None, job.model)
+    # SQLite locks no row: its one writer's lock, taken (or waited for) now, so what the plan reads
+    # next is current, not a snapshot a concurrent commit makes stale ("database is locked" then)
+    store.lock_job_status(session, job_id)
     session.refresh(job)
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
