@@ -13,6 +13,7 @@ import argparse
 import gc
 import logging
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import transformers
 
 from benchmarks.common import benchmark_parser, make_pairs, random_model
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
@@ -245,6 +247,9 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path(".models"), help="where the models are built")
     parser.add_argument("--quick", action="store_true", help="tiny model, few pairs: a smoke run")
+    parser.add_argument(
+        "--require", nargs="+", default=[], choices=BASELINES, help="exit 1 if one of these could not run"
+    )
     args = parser.parse_args()
     if args.quick:
         args.shapes, args.pairs = ["tiny"], args.pairs or 8
@@ -253,7 +258,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     peaks = {dtype: matmul_peak(DTYPES[dtype], args.device) for dtype in args.dtypes}
     print(
-        f"torch {torch.__version__}, {args.device}, {args.threads} threads, max_length {args.max_length}; "
+        f"torch {torch.__version__}, transformers {transformers.__version__}, {args.device}, "
+        f"{args.threads} threads, max_length {args.max_length}; "
         "matmul peak: " + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in peaks.items()),
         flush=True,
     )
@@ -273,6 +279,8 @@ def main() -> None:
     )
     print("\n".join(checks))
     print(table(rows, peaks))
+    if missing := set(args.require) - {row.method for row in rows}:
+        sys.exit(f"required baselines did not run: {', '.join(sorted(missing))}")
 
 
 if __name__ == "__main__":
