@@ -4,7 +4,7 @@ documents (edits, additions, deletions) with one PATCH, run the same queries aga
 cache (run 2) and without it (run 2 uncached, the baseline), and check that the cached run's scores
 and ranks equal the uncached run's.
 
-    python -m benchmarks.incremental --documents 200000 --queries 5 --workers 2
+    python -m benchmarks.incremental --documents 200000 --queries 5 --workers 2 [--distinct]
 
 It creates and drops the database of --database (`rerankq_bench_incremental`) on the PostgreSQL
 server of --postgres."""
@@ -132,6 +132,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--change", type=float, default=0.01, help="share of the documents changed")
     parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
+    parser.add_argument(
+        "--distinct", action="store_true", help="every text distinct (default: drawn from 2,000)"
+    )
     add_model_options(parser)
     add_server_options(parser, redis_db=14)
     parser.add_argument("--database", default=DATABASE, help="created and dropped on --postgres")
@@ -143,7 +146,7 @@ def main() -> None:
         with services(env, args.workers, worker_threads=1) as (api, _):
             upload = api.post(
                 "/v1/collections",
-                content=in_chunks(collection_lines(args.documents)),
+                content=in_chunks(collection_lines(args.documents, args.distinct)),
                 headers={"content-type": "application/x-ndjson"},
             )
             upload.raise_for_status()
@@ -169,8 +172,10 @@ def main() -> None:
             runs.append(run(api, "run 2 (cache)", body))
             runs.append(run(api, "run 2 uncached (cache: false)", {**body, "options": {"cache": False}}))
             check = equality(runs[1], runs[2], api)
+    texts = "distinct texts" if args.distinct else "texts drawn from 2,000"
     print(
-        f"\n{args.documents:,} documents x {args.queries} queries, {args.workers} CPU workers, tiny model\n"
+        f"\n{args.documents:,} documents ({texts}) x {args.queries} queries, {args.workers} CPU workers,"
+        " tiny model\n"
     )
     print("\n".join(table(runs, update, check)))
 

@@ -34,12 +34,15 @@ DATABASE = "rerankq_bench"
 NO_CACHE = {"cache": False}  # both jobs are scored: the score cache would answer the second from the first
 
 
-def collection_lines(count: int) -> Iterator[bytes]:
-    """`count` knowledge-base passages (10-250 words, a quarter Chinese), generated as they are sent."""
+def collection_lines(count: int, distinct: bool = False) -> Iterator[bytes]:
+    """`count` knowledge-base passages (10-250 words, a quarter Chinese), generated as they are sent:
+    drawn from 2,000, so most texts repeat (the engine scores a repeated pair once), or each made
+    distinct by a numbered title, as a real knowledge base's articles are."""
     texts = [document for _, document in make_pairs(2000, seed=1)]
     rng = random.Random(2)
     for i in range(count):
-        line = {"id": f"kb-{i}", "text": rng.choice(texts), "metadata": {"source": "bench", "n": i}}
+        text = f"Article {i}. {rng.choice(texts)}" if distinct else rng.choice(texts)
+        line = {"id": f"kb-{i}", "text": text, "metadata": {"source": "bench", "n": i}}
         yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
 
 
