@@ -121,7 +121,12 @@ _TRANSIENT_FATAL = (
 # SQLite raises OperationalError for faults of a statement too ("table ... already exists", "no
 # such table"): only these say the file could not be used for now. A fault retried as an outage
 # retries forever: a worker's plans stalled on "already exists" for as long as it ran.
-_SQLITE_TRANSIENT = ("database is locked", "unable to open database file", "disk i/o error")
+_SQLITE_TRANSIENT = (
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
 
 
 def is_connection_error(error: BaseException) -> bool:

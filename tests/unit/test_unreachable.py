@@ -43,6 +43,7 @@ def test_a_server_that_refuses_us_is_a_configuration_to_fix(line: str) -> None:
     [
         ("database is locked", True),
         ("unable to open database file", True),
+        ("database or disk is full", True),
         ("table planned_pairs already exists", False),
         ("no such table: jobs", False),
     ],
