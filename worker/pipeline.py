@@ -24,6 +24,7 @@ from worker import (
     turns,
 )
 from worker.config import Settings
+from worker.db import on_postgres
 from worker.engine import Reranker
 from worker.errors import is_connection_error
 from worker.leases import Lease
@@ -91,9 +92,10 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
     job = store.get_job(session, job_id)
     if not store.try_lock_job(session, job_id):  # being planned right now
         return Followups([], None, job.model)
-    # SQLite locks no row: its one writer's lock, taken (or waited for) now, so what the plan reads
-    # next is current, not a snapshot a concurrent commit makes stale ("database is locked" then)
-    store.lock_job_status(session, job_id)
+    if not on_postgres(session):
+        # SQLite locks no row: its one writer's lock, taken (or waited for) now, so what the plan
+        # reads next is current, not a snapshot a concurrent commit makes stale ("database is locked")
+        store.lock_job_status(session, job_id)
     session.refresh(job)
     if job.status == JobStatus.queued:
         if job.collection_id is not None:
