@@ -174,11 +174,24 @@ class Worker(Base):
 
 
 class Document(Base):
+    """A pair: a query's document. The job is implied by the query (no foreign key: a collection
+    job writes a million of these at once, see migration 0011); a client's document ids are unique
+    per query, a collection's by its own live index."""
+
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("query_id", "client_id"),)
+    __table_args__ = (
+        Index(
+            "ux_documents_own_client_id",
+            "query_id",
+            "client_id",
+            unique=True,
+            sqlite_where=sql_text("source_id IS NULL"),
+            postgresql_where=sql_text("source_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
     query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(255))
     # A pair's document: its own text, or (collection jobs) a reference to text stored once.
@@ -193,12 +206,15 @@ class Document(Base):
 
 
 class Result(Base):
+    """A pair's scores. Job and query are copies of the document's, for the rank index: the
+    document's key implies them (no foreign keys of their own, see migration 0011)."""
+
     __tablename__ = "results"
     __table_args__ = (Index("ix_results_job_query_rank", "job_id", "query_id", "rank"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(String(32))
+    query_id: Mapped[int] = mapped_column(Integer)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), unique=True)
     raw_score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int | None] = mapped_column(Integer)
