@@ -1,27 +1,48 @@
 """A planned job's pairs cut into batches, in SQL: only the pairs the score cache lacks are
-numbered, once, into a temporary table that both the batches and their pairs are made from, so a
-rerun of a million pairs that barely changed writes rows for the few that changed."""
+numbered, once, into a temporary table that the batches are made from, so a rerun of a million
+pairs that barely changed batches only the few that changed. A job of its own documents has its
+rows already (written at submit): they get their batch by an UPDATE. A collection job's pairs wait
+in a second temporary table, its snapshot (worker.collection.snapshot_pairs), and its rows are
+written from there with their batch set: each row of a million-pair plan is written once, where an
+UPDATE would write it a second time (and every index entry with it)."""
 
-from sqlalchemy import text
+from contextlib import nullcontext
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, text
 from sqlalchemy.orm import Session
 
 from worker import score_cache
 from worker.models import Job
 
+SNAPSHOT = Table(
+    "snapshot_pairs",
+    MetaData(),
+    Column("query_id", Integer),
+    Column("client_id", String(255)),
+    Column("source_id", Integer),  # the collection document
+    Column("position", Integer),
+    prefixes=["TEMPORARY"],
+)
+
 # Pairs numbered longest document first; a collection document's pairs (one per query) stay
 # together, so a batch tokenizes and chunks each document once for all its queries.
-_NUMBER = """
+_NUMBER_OWN = """
     INSERT INTO planned_pairs (document_id, number)
-    SELECT d.id, (row_number() OVER (
-               ORDER BY length({text}) DESC, coalesce(d.source_id, 0), d.id
-           ) - 1) / :task_pairs
+    SELECT d.id, (row_number() OVER (ORDER BY length({text}) DESC, d.id) - 1) / :task_pairs
     FROM documents d {joins}
-    WHERE d.job_id = :job_id {uncached}
+    {where}
 """
-# SQLite's driver runs DDL outside a transaction when none is open, so a plan that failed after its
-# CREATE could leave the table on the pooled connection: dropped first.
-_DROP_LEFTOVER = text("DROP TABLE IF EXISTS planned_pairs")
-_CREATE = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)")
+_NUMBER_SNAPSHOT = """
+    INSERT INTO planned_pairs (query_id, source_id, number)
+    SELECT d.query_id, d.source_id,
+           (row_number() OVER (ORDER BY length({text}) DESC, d.source_id, d.query_id) - 1) / :task_pairs
+    FROM snapshot_pairs d {joins}
+    {where}
+"""
+_PLANNED_OWN = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)")
+_PLANNED_SNAPSHOT = text(
+    "CREATE TEMPORARY TABLE planned_pairs (query_id INTEGER, source_id INTEGER, number INTEGER)"
+)
 _INSERT_BATCHES = text(
     """
     INSERT INTO batches (job_id, number, status, pairs, attempts)
@@ -35,28 +56,60 @@ _ASSIGN_BATCHES = text(
     WHERE documents.id = planned_pairs.document_id AND batches.job_id = :job_id
     """
 )
+# A cached pair's row has no batch (worker.ranking gives it its result).
+_WRITE_SNAPSHOT = text(
+    """
+    INSERT INTO documents (job_id, query_id, client_id, source_id, position, batch_id)
+    SELECT :job_id, d.query_id, d.client_id, d.source_id, d.position, b.id
+    FROM snapshot_pairs d
+    LEFT JOIN planned_pairs p ON p.query_id = d.query_id AND p.source_id = d.source_id
+    LEFT JOIN batches b ON b.job_id = :job_id AND b.number = p.number
+    """
+)
 _COUNT = text("SELECT count(*) FROM planned_pairs")
-_DROP = text("DROP TABLE planned_pairs")
+
+
+def _drop(session: Session, table: str) -> None:
+    # SQLite's driver runs DDL outside a transaction when none is open, so a plan that failed after
+    # a CREATE could leave the table on the pooled connection: IF EXISTS, before each CREATE too.
+    session.execute(text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def create_snapshot(session: Session) -> None:
+    _drop(session, SNAPSHOT.name)
+    SNAPSHOT.create(session.connection())
 
 
 def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -> int:
     """Split a job's pairs that the cache holds no entry for under `key` (all of them without a
     key) into pending batches of at most `task_pairs`, longest first; how many pairs that is. The
-    others are left without a batch: the cached pairs (see worker.ranking)."""
+    others are left without a batch: the cached pairs (see worker.ranking). A collection job's
+    rows are written here, from its snapshot."""
     pairs = score_cache.pair_sql(job)
+    snapshot = job.collection_id is not None
     params = {"job_id": job.id, "task_pairs": task_pairs, "key": key}
-    session.execute(_DROP_LEFTOVER)
-    session.execute(_CREATE)
-    if key is None:
-        session.execute(text(_NUMBER.format(text=pairs.text, joins=pairs.source, uncached="")), params)
-    else:
-        number = _NUMBER.format(
-            text=pairs.text, joins=pairs.entries("LEFT"), uncached="AND s.query_hash IS NULL"
-        )
-        with score_cache.hash_joins(session):
-            session.execute(text(number), params)
+    conditions = [] if snapshot else ["d.job_id = :job_id"]
+    if key is not None:
+        conditions.append("s.query_hash IS NULL")
+    number = (_NUMBER_SNAPSHOT if snapshot else _NUMBER_OWN).format(
+        text=pairs.text,
+        joins=pairs.source if key is None else pairs.entries("LEFT"),
+        where=f"WHERE {' AND '.join(conditions)}" if conditions else "",
+    )
+    _drop(session, "planned_pairs")
+    session.execute(_PLANNED_SNAPSHOT if snapshot else _PLANNED_OWN)
+    # a snapshot's pairs, or a join to the cache, are hashed (see hash_joins); a job's own rows
+    # are reached by key
+    with score_cache.hash_joins(session) if snapshot or key is not None else nullcontext():
+        session.execute(text(number), params)
     session.execute(_INSERT_BATCHES, params)
-    session.execute(_ASSIGN_BATCHES, params)
+    if snapshot:
+        with score_cache.hash_joins(session):
+            session.execute(_WRITE_SNAPSHOT, params)
+    else:
+        session.execute(_ASSIGN_BATCHES, params)
     batched = int(session.execute(_COUNT).scalar_one())
-    session.execute(_DROP)
+    _drop(session, "planned_pairs")
+    if snapshot:
+        _drop(session, SNAPSHOT.name)
     return batched

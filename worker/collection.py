@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from worker import batching
 from worker.db import rows_affected
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.hashing import text_hash
@@ -132,15 +133,16 @@ def add_queries(session: Session, job_id: str, queries: Sequence[CollectionQuery
 
 def snapshot_pairs(session: Session, job: Job) -> None:
     """Expand a collection job's pairs from the collection's current version, recorded on the job:
-    one documents row per (query, collection document) pointing at the text stored once, done in
+    one row per (query, collection document) in the scratch table `batching.SNAPSHOT`, from which
+    `batching.plan_batches` writes the job's documents rows (pointing at the text stored once), in
     the database so a million pairs never pass through Python. The collection's row is locked
     first, so an update in progress finishes before (or starts after) the whole snapshot; the
     total is counted again, as documents may have come or gone since the job was submitted."""
     locked = select(Collection.version).where(Collection.id == job.collection_id).with_for_update()
     version = session.execute(locked).scalar_one()
+    batching.create_snapshot(session)
     for query in session.scalars(select(Query).where(Query.job_id == job.id)):
         chosen = select(
-            literal(job.id),
             literal(query.id),
             CollectionDocument.client_id,
             CollectionDocument.id,
@@ -148,9 +150,9 @@ def snapshot_pairs(session: Session, job: Job) -> None:
         ).where(CollectionDocument.collection_id == job.collection_id, live())
         if query.document_ids is not None:
             chosen = chosen.where(CollectionDocument.client_id.in_(query.document_ids))
-        columns = ["job_id", "query_id", "client_id", "source_id", "position"]
-        session.execute(insert(Document).from_select(columns, chosen))
-    pairs = select(func.count()).select_from(Document).where(Document.job_id == job.id).scalar_subquery()
+        columns = ["query_id", "client_id", "source_id", "position"]
+        session.execute(insert(batching.SNAPSHOT).from_select(columns, chosen))
+    pairs = select(func.count()).select_from(batching.SNAPSHOT).scalar_subquery()
     stmt = update(Job).where(Job.id == job.id).values(collection_version=version, total_pairs=pairs)
     session.execute(stmt.execution_options(synchronize_session=False))
     session.refresh(job)
