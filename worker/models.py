@@ -174,9 +174,9 @@ class Worker(Base):
 
 
 class Document(Base):
-    """A pair: a query's document. The job is implied by the query (no foreign key: a collection
-    job writes a million of these at once, see migration 0011); a client's document ids are unique
-    per query, a collection's by its own live index."""
+    """A pair: a query's document. No foreign keys: a collection job writes a million of these at
+    once, and its code keeps what keys would (migration 0011 says how). A client's document ids
+    are unique per query; a collection's are by the collection's own live index."""
 
     __tablename__ = "documents"
     __table_args__ = (
@@ -192,22 +192,20 @@ class Document(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(String(32), index=True)
-    query_id: Mapped[int] = mapped_column(ForeignKey("queries.id", ondelete="CASCADE"))
+    query_id: Mapped[int] = mapped_column(Integer)
     client_id: Mapped[str] = mapped_column(String(255))
     # A pair's document: its own text, or (collection jobs) a reference to text stored once.
     text: Mapped[str | None] = mapped_column(Text)
-    source_id: Mapped[int | None] = mapped_column(
-        ForeignKey("collection_documents.id", ondelete="RESTRICT"), index=True
-    )
+    source_id: Mapped[int | None] = mapped_column(Integer, index=True)  # a collection document
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
     text_hash: Mapped[str | None] = mapped_column(String(32))  # a pair's own text's (not a collection's)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(Integer, index=True)  # set when planned; none if cached
 
 
 class Result(Base):
-    """A pair's scores. Job and query are copies of the document's, for the rank index: the
-    document's key implies them (no foreign keys of their own, see migration 0011)."""
+    """A pair's scores; job and query are the document's, copied for the rank index. No foreign
+    keys, as for documents (migration 0011)."""
 
     __tablename__ = "results"
     __table_args__ = (Index("ix_results_job_query_rank", "job_id", "query_id", "rank"),)
@@ -215,7 +213,7 @@ class Result(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(String(32))
     query_id: Mapped[int] = mapped_column(Integer)
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), unique=True)
+    document_id: Mapped[int] = mapped_column(Integer, unique=True)
     raw_score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int | None] = mapped_column(Integer)
     # The winning window's character span in the original document, and how many windows were read.
