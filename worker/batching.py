@@ -12,6 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, text
 from sqlalchemy.orm import Session
 
 from worker import score_cache
+from worker.db import drop_scratch
 from worker.models import Job
 
 SNAPSHOT = Table(
@@ -69,14 +70,8 @@ _WRITE_SNAPSHOT = text(
 _COUNT = text("SELECT count(*) FROM planned_pairs")
 
 
-def _drop(session: Session, table: str) -> None:
-    # SQLite's driver runs DDL outside a transaction when none is open, so a plan that failed after
-    # a CREATE could leave the table on the pooled connection: IF EXISTS, before each CREATE too.
-    session.execute(text(f"DROP TABLE IF EXISTS {table}"))
-
-
 def create_snapshot(session: Session) -> None:
-    _drop(session, SNAPSHOT.name)
+    drop_scratch(session, SNAPSHOT.name)
     SNAPSHOT.create(session.connection())
 
 
@@ -96,7 +91,7 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
         joins=pairs.source if key is None else pairs.entries("LEFT"),
         where=f"WHERE {' AND '.join(conditions)}" if conditions else "",
     )
-    _drop(session, "planned_pairs")
+    drop_scratch(session, "planned_pairs")
     session.execute(_PLANNED_SNAPSHOT if snapshot else _PLANNED_OWN)
     # a snapshot's pairs, or a join to the cache, are hashed (see hash_joins); a job's own rows
     # are reached by key
@@ -109,7 +104,7 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
     else:
         session.execute(_ASSIGN_BATCHES, params)
     batched = int(session.execute(_COUNT).scalar_one())
-    _drop(session, "planned_pairs")
+    drop_scratch(session, "planned_pairs")
     if snapshot:
-        _drop(session, SNAPSHOT.name)
+        drop_scratch(session, SNAPSHOT.name)
     return batched

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -73,6 +73,13 @@ def rows_affected(result: Result[Any]) -> int:
     """Rows an INSERT, UPDATE or DELETE statement wrote (a cursor's rowcount)."""
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
+
+
+def drop_scratch(session: Session, table: str) -> None:
+    """Drop a plan's or a finalize's temporary table if it is there. SQLite's driver runs DDL
+    outside a transaction when none is open, so one that failed after its CREATE could leave the
+    table on the pooled connection: dropped before each CREATE too."""
+    session.execute(text(f"DROP TABLE IF EXISTS {table}"))
 
 
 def on_postgres(session: Session) -> bool:

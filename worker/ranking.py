@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from worker import score_cache
+from worker.db import drop_scratch
 from worker.models import Job
 
 _RANK_SCORED = text(
@@ -21,10 +22,12 @@ _RANK_SCORED = text(
     """
 )
 # Every pair of the job that has a score: scored (its result) or cached at plan time (no batch:
-# its entry under :key), ranked together. A scored pair's result is read only if it is not
-# cached, so a second run (a finalize run again, at once) ranks the same pairs the same way; a
-# scored pair's entry (this job's finalize may just have made it) is not read.
+# its entry under :key), ranked together, once, into a scratch table that both the scored pairs'
+# ranks and the cached pairs' results are taken from. A scored pair's result is read only if it
+# is not cached, so a second run (a finalize run again, at once) ranks the same pairs the same
+# way; a scored pair's entry (this job's finalize may just have made it) is not read.
 _RANKED = """
+    CREATE TEMPORARY TABLE ranked_pairs AS
     SELECT d.id AS document_id, d.query_id, d.batch_id IS NULL AS cached, s.raw_score AS cached_score,
            s.chunks, s.best_chunk, s.best_start, s.best_end, s.windows,
            row_number() OVER (
@@ -35,19 +38,24 @@ _RANKED = """
     LEFT JOIN results r ON r.document_id = d.id AND r.job_id = :job_id AND NOT r.cached
     WHERE d.job_id = :job_id AND (s.raw_score IS NOT NULL AND d.batch_id IS NULL OR r.id IS NOT NULL)
 """
-_RANK_WITH_CACHED = """
-    UPDATE results SET rank = ranked.position FROM ({ranked}) AS ranked
-    WHERE results.job_id = :job_id AND results.document_id = ranked.document_id AND NOT ranked.cached
-"""
-_WRITE_CACHED = """
+_RANK_WITH_CACHED = text(
+    """
+    UPDATE results SET rank = ranked_pairs.position FROM ranked_pairs
+    WHERE results.job_id = :job_id AND results.document_id = ranked_pairs.document_id
+          AND NOT ranked_pairs.cached
+    """
+)
+_WRITE_CACHED = text(
+    """
     INSERT INTO results (job_id, query_id, document_id, raw_score, chunks, best_chunk, best_start,
                          best_end, windows, cached, rank)
     SELECT :job_id, query_id, document_id, cached_score, chunks, best_chunk, best_start, best_end,
            windows, true, position
-    FROM ({ranked}) AS ranked
+    FROM ranked_pairs
     WHERE cached
     ON CONFLICT (document_id) DO NOTHING
-"""
+    """
+)
 
 
 def rank_results(session: Session, job: Job) -> None:
@@ -55,9 +63,11 @@ def rank_results(session: Session, job: Job) -> None:
     if job.cache_key is None or job.cached_pairs == 0:
         session.execute(_RANK_SCORED, {"job_id": job.id})
         return
-    ranked = _RANKED.format(entries=score_cache.pair_sql(job).entries("LEFT"))
     params = {"job_id": job.id, "key": job.cache_key}
+    drop_scratch(session, "ranked_pairs")
     with score_cache.hash_joins(session):
+        session.execute(text(_RANKED.format(entries=score_cache.pair_sql(job).entries("LEFT"))), params)
         # the scored pairs first, while the job's results are only theirs
-        session.execute(text(_RANK_WITH_CACHED.format(ranked=ranked)), params)
-        session.execute(text(_WRITE_CACHED.format(ranked=ranked)), params)
+        session.execute(_RANK_WITH_CACHED, params)
+        session.execute(_WRITE_CACHED, params)
+    drop_scratch(session, "ranked_pairs")
