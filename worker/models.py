@@ -188,6 +188,13 @@ class Document(Base):
             sqlite_where=sql_text("source_id IS NULL"),
             postgresql_where=sql_text("source_id IS NULL"),
         ),
+        # a batch's pairs; a rerun's cached pairs (most of its rows) have none and are not indexed
+        Index(
+            "ix_documents_batch_id",
+            "batch_id",
+            sqlite_where=sql_text("batch_id IS NOT NULL"),
+            postgresql_where=sql_text("batch_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -200,7 +207,7 @@ class Document(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
     text_hash: Mapped[str | None] = mapped_column(String(32))  # a pair's own text's (not a collection's)
-    batch_id: Mapped[int | None] = mapped_column(Integer, index=True)  # set when planned; none if cached
+    batch_id: Mapped[int | None] = mapped_column(Integer)  # set when planned; none if cached
 
 
 class Result(Base):

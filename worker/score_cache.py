@@ -83,15 +83,18 @@ def hold_for_plan(session: Session) -> None:
 
 @contextmanager
 def hash_joins(session: Session) -> Iterator[None]:
-    """Join a new job's pairs to the cache by hashing them: their rows are not in PostgreSQL's
-    statistics yet, so the planner would guess a few and probe the cache once per pair; hashing
-    is right at any size. Only around that join: elsewhere the job's rows are reached by key."""
+    """Join a new job's pairs (or a scratch table of them) to the cache by hashing them: their
+    rows are not in PostgreSQL's statistics yet, so the planner would guess a few and probe the
+    cache once per pair, or sort a million rows for a merge; hashing is right at any size. Only
+    around such joins: elsewhere the job's rows are reached by key."""
     postgres = on_postgres(session)
     if postgres:
         session.execute(text("SET LOCAL enable_nestloop = off"))
+        session.execute(text("SET LOCAL enable_mergejoin = off"))
     yield
     if postgres:
         session.execute(text("SET LOCAL enable_nestloop = on"))
+        session.execute(text("SET LOCAL enable_mergejoin = on"))
 
 
 _DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"

@@ -1,5 +1,5 @@
-"""The two bulk tables without foreign keys, and a query's document ids unique only where the
-client gave them
+"""The two bulk tables without foreign keys; a query's document ids unique only where the client
+gave them; only planned pairs in the batch index
 
 A million-pair job writes a million `documents` rows at plan time and a million `results` rows;
 each foreign key is one lookup and one row lock per written row (a lock that dirties the parent's
@@ -8,7 +8,8 @@ that writes and deletes these rows: a job's rows are written while it is running
 lock, and deleted children first once it is finished (`store.delete_job`), never both at once; a
 replaced collection document is swept only when no documents row refers to it, under the
 collection's lock that a plan holds too. A collection job's document ids come from the collection's
-live documents, which a unique index keeps unique already.
+live documents, which a unique index keeps unique already. Most of a rerun's pairs come from the
+score cache and have no batch: the batch index leaves them out.
 
 Revision ID: 0011
 Revises: 0010
@@ -40,6 +41,7 @@ KEYS = {
     ],
 }
 OWN = sa.text("source_id IS NULL")
+PLANNED = sa.text("batch_id IS NOT NULL")
 # SQLite's constraints from 0001 are unnamed: batch mode names them by this convention
 NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
@@ -76,10 +78,16 @@ def upgrade() -> None:
         sqlite_where=OWN,
         postgresql_where=OWN,
     )
+    op.drop_index("ix_documents_batch_id", table_name="documents")
+    op.create_index(
+        "ix_documents_batch_id", "documents", ["batch_id"], sqlite_where=PLANNED, postgresql_where=PLANNED
+    )
 
 
 def downgrade() -> None:
     op.drop_index("ux_documents_own_client_id", table_name="documents")
+    op.drop_index("ix_documents_batch_id", table_name="documents")
+    op.create_index("ix_documents_batch_id", "documents", ["batch_id"])
     for table, keys in KEYS.items():
         with op.batch_alter_table(table, naming_convention=NAMING) as batch_op:
             for column, referred, on_delete, name in keys:
