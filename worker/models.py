@@ -37,6 +37,12 @@ def aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index of only the rows `where` holds for, in both databases' dialects."""
+    condition = sql_text(where)
+    return Index(name, *columns, unique=unique, sqlite_where=condition, postgresql_where=condition)
+
+
 class Collection(Base):
     """A knowledge base uploaded once; jobs rerank queries against its documents by reference."""
 
@@ -62,13 +68,12 @@ class CollectionDocument(Base):
 
     __tablename__ = "collection_documents"
     __table_args__ = (
-        Index(
+        partial_index(
             "ux_collection_documents_live",
             "collection_id",
             "client_id",
+            where="removed_in IS NULL",
             unique=True,
-            sqlite_where=sql_text("removed_in IS NULL"),
-            postgresql_where=sql_text("removed_in IS NULL"),
         ),
     )
 
@@ -180,21 +185,11 @@ class Document(Base):
 
     __tablename__ = "documents"
     __table_args__ = (
-        Index(
-            "ux_documents_own_client_id",
-            "query_id",
-            "client_id",
-            unique=True,
-            sqlite_where=sql_text("source_id IS NULL"),
-            postgresql_where=sql_text("source_id IS NULL"),
+        partial_index(
+            "ux_documents_own_client_id", "query_id", "client_id", where="source_id IS NULL", unique=True
         ),
         # a batch's pairs; a rerun's cached pairs (most of its rows) have none and are not indexed
-        Index(
-            "ix_documents_batch_id",
-            "batch_id",
-            sqlite_where=sql_text("batch_id IS NOT NULL"),
-            postgresql_where=sql_text("batch_id IS NOT NULL"),
-        ),
+        partial_index("ix_documents_batch_id", "batch_id", where="batch_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
