@@ -93,13 +93,13 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
     )
     drop_scratch(session, "planned_pairs")
     session.execute(_PLANNED_SNAPSHOT if snapshot else _PLANNED_OWN)
-    # a snapshot's pairs, or a join to the cache, are hashed (see hash_joins); a job's own rows
+    # a snapshot's pairs, or a join to the cache, are hashed (see bulk_joins); a job's own rows
     # are reached by key
-    with score_cache.hash_joins(session) if snapshot or key is not None else nullcontext():
+    with score_cache.bulk_joins(session) if snapshot or key is not None else nullcontext():
         session.execute(text(number), params)
     session.execute(_INSERT_BATCHES, params)
     if snapshot:
-        with score_cache.hash_joins(session):
+        with score_cache.bulk_joins(session):
             session.execute(_WRITE_SNAPSHOT, params)
     else:
         session.execute(_ASSIGN_BATCHES, params)

@@ -23,9 +23,10 @@ _RANK_SCORED = text(
 )
 # Every pair of the job that has a score: scored (its result) or cached at plan time (no batch:
 # its entry under :key), ranked together, once, into a scratch table that both the scored pairs'
-# ranks and the cached pairs' results are taken from. A scored pair's result is read only if it
-# is not cached, so a second run (a finalize run again, at once) ranks the same pairs the same
-# way; a scored pair's entry (this job's finalize may just have made it) is not read.
+# ranks and the cached pairs' results are taken from; a scored pair's entry (this job's finalize
+# may just have made it) is not read. A job is ranked once: finalize and cancel rank only a running
+# job, holding its row (worker.pipeline.finalize_job), so the cached pairs' results are inserted
+# without looking for ones already there (ON CONFLICT cost a second a million rows).
 _RANKED = """
     CREATE TEMPORARY TABLE ranked_pairs AS
     SELECT d.id AS document_id, d.query_id, d.batch_id IS NULL AS cached, s.raw_score AS cached_score,
@@ -53,7 +54,6 @@ _WRITE_CACHED = text(
            windows, true, position
     FROM ranked_pairs
     WHERE cached
-    ON CONFLICT (document_id) DO NOTHING
     """
 )
 
@@ -65,7 +65,7 @@ def rank_results(session: Session, job: Job) -> None:
         return
     params = {"job_id": job.id, "key": job.cache_key}
     drop_scratch(session, "ranked_pairs")
-    with score_cache.hash_joins(session):
+    with score_cache.bulk_joins(session):
         session.execute(text(_RANKED.format(entries=score_cache.pair_sql(job).entries("LEFT"))), params)
         # the scored pairs first, while the job's results are only theirs
         session.execute(_RANK_WITH_CACHED, params)

@@ -82,19 +82,24 @@ def hold_for_plan(session: Session) -> None:
 
 
 @contextmanager
-def hash_joins(session: Session) -> Iterator[None]:
+def bulk_joins(session: Session) -> Iterator[None]:
     """Join a new job's pairs (or a scratch table of them) to the cache by hashing them: their
     rows are not in PostgreSQL's statistics yet, so the planner would guess a few and probe the
-    cache once per pair, or sort a million rows for a merge; hashing is right at any size. Only
-    around such joins: elsewhere the job's rows are reached by key."""
+    cache once per pair, or sort a million rows for a merge; hashing is right at any size. With
+    memory to hash and sort a rerun's million pairs without spilling to disk, and no JIT (it
+    compiles for about as long as it would save). Only around such joins: elsewhere the job's
+    rows are reached by key."""
     postgres = on_postgres(session)
     if postgres:
-        session.execute(text("SET LOCAL enable_nestloop = off"))
-        session.execute(text("SET LOCAL enable_mergejoin = off"))
+        for name, value in _BULK.items():
+            session.execute(text(f"SET LOCAL {name} = {value}"))
     yield
     if postgres:
-        session.execute(text("SET LOCAL enable_nestloop = on"))
-        session.execute(text("SET LOCAL enable_mergejoin = on"))
+        for name in _BULK:
+            session.execute(text(f"RESET {name}"))
+
+
+_BULK = {"enable_nestloop": "off", "enable_mergejoin": "off", "work_mem": "'64MB'", "jit": "off"}
 
 
 _DOCUMENT_HASH = "coalesce(d.text_hash, c.text_hash)"
