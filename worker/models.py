@@ -206,16 +206,15 @@ class Document(Base):
 
 
 class Result(Base):
-    """A pair's scores; job and query are the document's, copied for the rank index. No foreign
-    keys, as for documents (migration 0011)."""
+    """A pair's scores, one per document (its key); job and query are the document's, copied for
+    the rank index. No foreign keys, as for documents (migration 0011)."""
 
     __tablename__ = "results"
     __table_args__ = (Index("ix_results_job_query_rank", "job_id", "query_id", "rank"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     job_id: Mapped[str] = mapped_column(String(32))
     query_id: Mapped[int] = mapped_column(Integer)
-    document_id: Mapped[int] = mapped_column(Integer, unique=True)
     raw_score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int | None] = mapped_column(Integer)
     # The winning window's character span in the original document, and how many windows were read.
@@ -313,6 +312,7 @@ class CachedScore(Base):
         UniqueConstraint("scoring_key", "query_hash", "document_hash", name="uq_score_cache_pair"),
         Index("ix_score_cache_created_at", "created_at"),
         Index("ix_score_cache_collection", "collection_id"),
+        partial_index("ix_score_cache_truncated", "scoring_key", "query_hash", where="query_truncated"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -13,12 +13,12 @@ from worker.models import Job
 _RANK_SCORED = text(
     """
     UPDATE results SET rank = ranked.position FROM (
-        SELECT r.id AS result_id,
+        SELECT r.document_id,
                row_number() OVER (PARTITION BY r.query_id ORDER BY r.raw_score DESC, d.position) AS position
         FROM results r JOIN documents d ON d.id = r.document_id
         WHERE r.job_id = :job_id
     ) AS ranked
-    WHERE results.id = ranked.result_id
+    WHERE results.document_id = ranked.document_id
     """
 )
 # Every pair of the job that has a score: scored (its result) or cached at plan time (no batch:
@@ -37,7 +37,7 @@ _RANKED = """
            ) AS position
     FROM documents d {entries}
     LEFT JOIN results r ON r.document_id = d.id AND r.job_id = :job_id AND NOT r.cached
-    WHERE d.job_id = :job_id AND (s.raw_score IS NOT NULL AND d.batch_id IS NULL OR r.id IS NOT NULL)
+    WHERE d.job_id = :job_id AND (s.raw_score IS NOT NULL AND d.batch_id IS NULL OR r.document_id IS NOT NULL)
 """
 _RANK_WITH_CACHED = text(
     """

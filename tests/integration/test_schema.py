@@ -35,8 +35,9 @@ def _insert_documents(connection: Connection, client_ids: list[str]) -> None:
 
 
 def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> None:
-    """0011 rebuilds SQLite's `documents` and `results` to drop constraints: the rows stay, and a
-    query's own document ids stay unique."""
+    """0011 and 0012 rebuild SQLite's `documents` and `results` to change their constraints: the
+    rows stay, through a downgrade too, a query's own document ids stay unique and a document has
+    one result."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     command.upgrade(alembic_config(url), "0010")
     engine = create_engine(url)
@@ -63,4 +64,11 @@ def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> 
         assert connection.execute(text(f"{kept} ORDER BY r.rank")).all() == [("b", 1), ("a", 2)]
     with pytest.raises(IntegrityError), engine.begin() as connection:
         _insert_documents(connection, ["a"])
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO results (job_id, query_id, document_id, raw_score) VALUES ('j', 1, 1, 0)")
+        )
+    command.downgrade(alembic_config(url), "0010")
+    with engine.begin() as connection:
+        assert connection.execute(text(f"{kept} ORDER BY r.id")).all() == [("a", 2), ("b", 1)]
     engine.dispose()
