@@ -6,7 +6,7 @@ in a second temporary table, its snapshot (worker.collection.snapshot_pairs), an
 written from there with their batch set: each row of a million-pair plan is written once, where an
 UPDATE would write it a second time (and every index entry with it)."""
 
-from contextlib import nullcontext
+from dataclasses import dataclass
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, text
 from sqlalchemy.orm import Session
@@ -27,23 +27,34 @@ SNAPSHOT = Table(
 
 # Pairs numbered longest document first; a collection document's pairs (one per query) stay
 # together, so a batch tokenizes and chunks each document once for all its queries.
-_NUMBER_OWN = """
-    INSERT INTO planned_pairs (document_id, number)
-    SELECT d.id, (row_number() OVER (ORDER BY length({text}) DESC, d.id) - 1) / :task_pairs
-    FROM documents d {joins}
+_NUMBER = """
+    INSERT INTO planned_pairs ({columns}, number)
+    SELECT {selected}, (row_number() OVER (ORDER BY length({text}) DESC, {order}) - 1) / :task_pairs
+    FROM {pairs} d {joins}
     {where}
 """
-_NUMBER_SNAPSHOT = """
-    INSERT INTO planned_pairs (query_id, source_id, number)
-    SELECT d.query_id, d.source_id,
-           (row_number() OVER (ORDER BY length({text}) DESC, d.source_id, d.query_id) - 1) / :task_pairs
-    FROM snapshot_pairs d {joins}
-    {where}
-"""
-_PLANNED_OWN = text("CREATE TEMPORARY TABLE planned_pairs (document_id INTEGER, number INTEGER)")
-_PLANNED_SNAPSHOT = text(
-    "CREATE TEMPORARY TABLE planned_pairs (query_id INTEGER, source_id INTEGER, number INTEGER)"
-)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Where a plan numbers its pairs from (`d` in _NUMBER), and which columns name a pair."""
+
+    table: str
+    columns: tuple[str, ...]
+    order: str  # after the text's length: a stable order
+
+    def number(self, **parts: str) -> str:
+        names = ", ".join(self.columns)
+        selected = ", ".join(f"d.{column}" for column in self.columns)
+        return _NUMBER.format(pairs=self.table, columns=names, selected=selected, order=self.order, **parts)
+
+    def scratch(self) -> str:
+        columns = "".join(f"{column} INTEGER, " for column in self.columns)
+        return f"CREATE TEMPORARY TABLE planned_pairs ({columns}number INTEGER)"
+
+
+_OWN = _Pairs("documents", ("id",), "d.id")  # a job's own documents: its rows
+_SNAPSHOT = _Pairs(SNAPSHOT.name, ("query_id", "source_id"), "d.source_id, d.query_id")
 _INSERT_BATCHES = text(
     """
     INSERT INTO batches (job_id, number, status, pairs, attempts)
@@ -54,7 +65,7 @@ _ASSIGN_BATCHES = text(
     """
     UPDATE documents SET batch_id = batches.id
     FROM planned_pairs JOIN batches ON batches.number = planned_pairs.number
-    WHERE documents.id = planned_pairs.document_id AND batches.job_id = :job_id
+    WHERE documents.id = planned_pairs.id AND batches.job_id = :job_id
     """
 )
 # A cached pair's row has no batch (worker.ranking gives it its result).
@@ -82,26 +93,24 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
     rows are written here, from its snapshot."""
     pairs = score_cache.pair_sql(job)
     snapshot = job.collection_id is not None
+    kind = _SNAPSHOT if snapshot else _OWN
     params = {"job_id": job.id, "task_pairs": task_pairs, "key": key}
     conditions = [] if snapshot else ["d.job_id = :job_id"]
     if key is not None:
         conditions.append("s.query_hash IS NULL")
-    number = (_NUMBER_SNAPSHOT if snapshot else _NUMBER_OWN).format(
+    number = kind.number(
         text=pairs.text,
         joins=pairs.source if key is None else pairs.entries("LEFT"),
         where=f"WHERE {' AND '.join(conditions)}" if conditions else "",
     )
     drop_scratch(session, "planned_pairs")
-    session.execute(_PLANNED_SNAPSHOT if snapshot else _PLANNED_OWN)
-    # a snapshot's pairs, or a join to the cache, are hashed (see bulk_joins); a job's own rows
-    # are reached by key
-    with score_cache.bulk_joins(session) if snapshot or key is not None else nullcontext():
+    session.execute(text(kind.scratch()))
+    with score_cache.bulk_joins(session):  # a snapshot, planned pairs and the cache are hashed
         session.execute(text(number), params)
-    session.execute(_INSERT_BATCHES, params)
-    if snapshot:
-        with score_cache.bulk_joins(session):
+        session.execute(_INSERT_BATCHES, params)
+        if snapshot:
             session.execute(_WRITE_SNAPSHOT, params)
-    else:
+    if not snapshot:  # a job's own rows are reached by key
         session.execute(_ASSIGN_BATCHES, params)
     batched = int(session.execute(_COUNT).scalar_one())
     drop_scratch(session, "planned_pairs")
