@@ -26,7 +26,7 @@ _RANK_SCORED = text(
 # ranks and the cached pairs' results are taken from; a scored pair's entry (this job's finalize
 # may just have made it) is not read. A job is ranked once: finalize and cancel rank only a running
 # job, holding its row (worker.pipeline.finalize_job), so the cached pairs' results are inserted
-# without looking for ones already there (ON CONFLICT cost a second a million rows).
+# without looking for ones already there (ON CONFLICT cost about a second per million rows).
 _RANKED = """
     CREATE TEMPORARY TABLE ranked_pairs AS
     SELECT d.id AS document_id, d.query_id, d.batch_id IS NULL AS cached, s.raw_score AS cached_score,
