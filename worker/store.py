@@ -171,9 +171,11 @@ def insert_rows(
     session: Session, entity: Any, rows: Sequence[dict[str, Any]], update_on: Any | None = None
 ) -> None:
     """INSERT `rows` (dicts of `entity`'s attributes, all with the same keys); with `update_on`, a
-    row whose unique column it is already holds updates the other columns instead. On PostgreSQL in
-    one statement, a column of values per parameter unnested into rows: executemany sends one
-    statement per row (four times the client's CPU, twice the time); elsewhere executemany."""
+    row whose unique column it is already holds updates the other columns instead. On PostgreSQL
+    through psycopg itself, where SQLAlchemy cannot go: plain rows by COPY, an upsert as one
+    statement over a column of values per parameter, unnested into rows, sent in binary (text
+    arrays are dumped value by value in Python: 20,000 documents cost 0.35 s of the client's CPU,
+    against 0.08 s by COPY and 0.12 s in binary). Elsewhere executemany."""
     if not rows:
         return
     if not on_postgres(session):
@@ -184,19 +186,28 @@ def insert_rows(
         session.execute(stmt, rows)
         return
     columns = {key: entity.__mapper__.columns[key] for key in rows[0]}
-    dialect = session.get_bind().dialect
-    arrays = ", ".join(f"CAST(:{key} AS {c.type.compile(dialect)}[])" for key, c in columns.items())
-    names = [c.name for c in columns.values()]
-    sql = f"INSERT INTO {entity.__table__.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
-    if update_on is not None:
-        unique = entity.__mapper__.columns[update_on.key].name
-        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != unique)
-        sql += f" ON CONFLICT ({unique}) DO UPDATE SET {updates}"
     values = {key: [row[key] for row in rows] for key in columns}
     for key, column in columns.items():
         if isinstance(column.type, JSON):  # as JSON text: psycopg would send a list as an array
             values[key] = [None if value is None else json.dumps(value) for value in values[key]]
-    session.execute(text(sql), values)
+    table, names = entity.__table__.name, [c.name for c in columns.values()]
+    psycopg = session.connection().connection.driver_connection  # in this session's transaction
+    assert psycopg is not None
+    with psycopg.cursor() as cursor:
+        if update_on is None:
+            with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in zip(*values.values(), strict=True):
+                    copy.write_row(row)
+            return
+        dialect = session.get_bind().dialect
+        arrays = ", ".join(f"CAST(%({key})b AS {c.type.compile(dialect)}[])" for key, c in columns.items())
+        unique = entity.__mapper__.columns[update_on.key].name
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != unique)
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({unique}) DO UPDATE SET {updates}",
+            values,
+        )
 
 
 def record_effective_max_length(session: Session, job_id: str, max_length: int) -> bool:
