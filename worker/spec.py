@@ -97,15 +97,16 @@ def too_long(document: DocumentSpec, limit: int) -> str | None:
     return f"document has {len(document.text)} characters; the limit is {limit} (RERANK_MAX_DOCUMENT_CHARS)"
 
 
-# A JSON string, escapes included (written so the regex never backtracks).
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 
 
 def json_depth(raw: bytes) -> int:
     """How deeply a JSON text's arrays and objects nest, from its brackets outside strings: found
     before parsing, so a text nested 10,000 deep costs a scan, not a recursion."""
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", raw))
+    # Without its escaped backslashes and quotes, every other piece between quotes of the text is
+    # outside its strings: found at C speed (a regex over the strings took 3 times json.loads's time)
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = _NOT_BRACKET.sub(b"", b"".join(unescaped.split(b'"')[::2]))
     depth = deepest = 0
     for byte in brackets:
         depth += 1 if byte in b"[{" else -1
