@@ -137,8 +137,7 @@ def score_batch(
     `gate`, the forward passes wait their turn among the batches this process holds, by the job's
     priority."""
     lease = Lease(holder, limits.lease_seconds)
-    claim = leases.claim_batch(session, batch_id, lease)
-    session.commit()
+    claim = leases.claim_batch(session, batch_id, lease)  # committed with the read of its pairs
     if claim is None:  # finished, or held by a live worker: only the follow-ups are left
         return _followups(session, batch_store.batch_job_id(session, batch_id), limits)
     job_id, attempts = claim.job_id, claim.attempts

@@ -43,13 +43,17 @@ def take_turns(
     return given
 
 
-def _counts(session: Session, jobs: Sequence[str], statuses: Sequence[str]) -> Counter[str]:
+def _counts(session: Session, jobs: Sequence[str]) -> tuple[Counter[str], Counter[str]]:
+    """Each job's batches on the queue (queued or running) and its pending ones, in one statement."""
     stmt = (
-        select(Batch.job_id, func.count())
-        .where(Batch.job_id.in_(jobs), Batch.status.in_(statuses))
-        .group_by(Batch.job_id)
+        select(Batch.job_id, Batch.status, func.count())
+        .where(Batch.job_id.in_(jobs), Batch.status.in_([*OPEN_BATCH, BatchStatus.pending]))
+        .group_by(Batch.job_id, Batch.status)
     )
-    return Counter({job_id: count for job_id, count in session.execute(stmt)})
+    open_now, pending = Counter[str](), Counter[str]()
+    for job_id, status, count in session.execute(stmt):
+        (pending if status == BatchStatus.pending else open_now)[job_id] += count
+    return open_now, pending
 
 
 def release_batches(session: Session, job_id: str, queued_batches: int) -> list[int]:
@@ -58,11 +62,11 @@ def release_batches(session: Session, job_id: str, queued_batches: int) -> list[
     jobs = sharing_jobs(session, store.get_job(session, job_id))
     if not jobs:
         return []
-    open_now = _counts(session, jobs, list(OPEN_BATCH))
+    open_now, pending = _counts(session, jobs)
     wanted = queued_batches - sum(open_now.values())
     if wanted <= 0:
         return []
-    given = take_turns(jobs, open_now, _counts(session, jobs, [BatchStatus.pending]), wanted)
+    given = take_turns(jobs, open_now, pending, wanted)
     picked: list[int] = []
     for job, count in given.items():
         next_ids = (
