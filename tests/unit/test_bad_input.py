@@ -66,6 +66,27 @@ def test_json_depth(body: bytes, depth: int) -> None:
     assert json_depth(body) == depth
 
 
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_TRICKY = st.text(alphabet='ab"\\[]{}/\u00e9\u4e2d', max_size=8)  # quotes, backslashes, brackets
+_JSON = st.recursive(
+    st.none() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(_JSON, st.booleans())
+def test_json_depth_is_the_parsed_values_depth(value: object, ascii_only: bool) -> None:
+    assert json_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == _depth(value)
+
+
 def test_json_bodies_too_deep_or_not_utf8_are_refused_naming_the_body() -> None:
     check_json_body(b'{"a": [[[]]]}', max_depth=4)
     for body in (b'{"a": [[[[]]]]}', b'{"a": "\xff"}'):
