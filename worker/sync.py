@@ -21,6 +21,7 @@ from worker.errors import InvalidInput, JobCancelled, JobFailed, Unavailable, Wa
 from worker.lifecycle import FINISHED, JobStatus, Priority
 from worker.spec import DocumentSpec, JobOptions, JobSpec, QuerySpec
 from worker.tenancy import Caller
+from worker.views import JobOut
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,29 @@ async def watch_finished(broker_url: str) -> AsyncIterator[FinishedWatch]:
         with contextlib.suppress(redis.RedisError):  # closing a connection Redis already dropped
             await pubsub.aclose()
         await client.aclose()
+
+
+async def held_until_finished(
+    job_id: str, read: Callable[[], JobOut], broker_url: str, seconds: float
+) -> JobOut:
+    """A long poll: the job as `read` gives it once it has finished, or after `seconds` as it is
+    then. One request in place of a client's polls, each of which costs the API and the database
+    CPU that a worker on the same machine would have used. With the broker unreachable, the job
+    as it is now: the client asks again."""
+    view = await asyncio.to_thread(read)
+    if seconds <= 0 or view.status in FINISHED:
+        return view
+
+    async def finished() -> bool:
+        nonlocal view
+        view = await asyncio.to_thread(read)
+        return view.status in FINISHED
+
+    with contextlib.suppress(Unavailable):
+        async with watch_finished(broker_url) as watch:
+            if not await finished():  # read again once subscribed: a notice sent before is not lost
+                await watch.wait(job_id, seconds, finished)
+    return view
 
 
 async def rerank(

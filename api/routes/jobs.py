@@ -17,7 +17,7 @@ from api import deps
 from api.limits import CheckedRoute
 from api.schemas import ERROR_RESPONSES, BatchErrors, Evaluation, JobList, JobOut, JudgementsOut, ResultsPage
 from api.streams import spool, store_lines
-from worker import evaluation, export, service
+from worker import evaluation, export, service, sync
 from worker.cursors import Cursors
 from worker.idempotency import RequestKey
 from worker.judgements import QrelsUpload
@@ -31,6 +31,7 @@ DbSession = deps.DbSession
 Stalls = Annotated[StallCheck, Depends(deps.stalls)]
 CallerDep = deps.CallerDep
 errors = ERROR_RESPONSES
+MAX_WAIT_SECONDS = 60  # under the usual proxy's idle timeout
 
 
 # The JSONL form of POST /v1/jobs (api.routes.job_files) described beside the JSON one.
@@ -105,9 +106,31 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors)
-def get_job(job_id: ParamStr, session: DbSession, stalls: Stalls, caller: CallerDep) -> JobOut:
+async def get_job(
+    job_id: ParamStr,
+    session: DbSession,
+    stalls: Stalls,
+    caller: CallerDep,
+    settings: deps.SettingsDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Hold the answer until the job finishes, for up to this many seconds (a long"
+            " poll: one request instead of many); 0 answers at once",
+        ),
+    ] = 0,
+) -> JobOut:
     """Status, progress (counts, rate, ETA), whether and why it stalled, and timestamps of a job."""
-    return service.job_status(session, job_id, stalls, caller)
+
+    def read() -> JobOut:
+        try:
+            return service.job_status(session, job_id, stalls, caller)
+        finally:
+            session.rollback()  # no transaction is held while the request waits
+
+    return await sync.held_until_finished(job_id, read, settings.broker_url, wait)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors)

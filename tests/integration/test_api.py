@@ -2,6 +2,7 @@
 
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -116,6 +117,23 @@ def test_bad_requests_lose_nothing_accepted(client: TestClient) -> None:
     bad_cursor = client.get(f"/v1/jobs/{first['id']}/results", params={"cursor": "garbage"})
     assert bad_cursor.status_code == 422 and bad_cursor.json()["field"] == "cursor"
     assert len(client.get(f"/v1/jobs/{first['id']}/results").json()["results"]) == 3
+
+
+def test_a_long_poll_holds_the_answer_until_the_job_finishes(db_url: str, client: TestClient) -> None:
+    with make_client(db_url, "rerank-test-nobody-listens", "tiny") as idle:  # its jobs stay queued
+        job_id = idle.post("/v1/jobs", json=job_body(queries=1, documents=2)).json()["id"]
+        started = time.monotonic()
+        held = idle.get(f"/v1/jobs/{job_id}", params={"wait": 0.5})
+        assert held.json()["status"] == "queued" and time.monotonic() - started >= 0.5  # answered as it is
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(idle.get, f"/v1/jobs/{job_id}", params={"wait": 60})
+            time.sleep(0.5)
+            assert idle.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+            assert poll.result(timeout=30).json()["status"] == "cancelled"  # told, not timed out
+        refused = idle.get(f"/v1/jobs/{job_id}", params={"wait": 61})
+        assert refused.status_code == 422 and "wait" in refused.text
+    job_id = client.post("/v1/jobs", json=job_body(queries=2, documents=5)).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()["status"] == "completed"
 
 
 def test_cancel(client: TestClient, session: Session) -> None:
