@@ -93,7 +93,7 @@ def overnight_job(api: httpx.Client, collection: str, queries: list[dict[str, st
     }
     sent = time.perf_counter()
     hot = api.post("/v1/jobs", json=small).json()
-    wait_for(api, hot["id"], every=0.1)
+    wait_for(api, hot["id"])
     overtake = time.perf_counter() - sent
     done = report_until_done(api, job["id"])
     total = time.perf_counter() - started

@@ -1,7 +1,6 @@
 """The commands' client of the rerankq API: its URL and key options, one request whose refusal is
 one plain line, a job followed to its end, a file streamed up a block at a time."""
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -57,8 +56,9 @@ def request(method: str, url: str, api_key: str | None, **kwargs: Any) -> dict[s
 
 
 def follow(api_url: str, job_id: str, api_key: str | None) -> dict[str, Any]:
-    """Poll a job, with a progress bar, until it finishes; rate and ETA are the API's (the last
-    minute's pace), not tqdm's own guess from the polls."""
+    """Follow a job, with a progress bar, until it finishes: a long poll of a second at a time (the
+    bar moves each second, the end shows at once); rate and ETA are the API's (the last minute's
+    pace), not tqdm's own guess from the polls."""
     job = request("GET", f"{api_url}/v1/jobs/{job_id}", api_key)
     bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} {unit}s [{elapsed}{postfix}]"  # no tqdm rate/ETA
     with tqdm(total=job["progress"]["total"], unit="pair", desc=job_id[:8], bar_format=bar_format) as bar:
@@ -70,8 +70,7 @@ def follow(api_url: str, job_id: str, api_key: str | None) -> dict[str, Any]:
                 bar.set_postfix_str(f"{job['status']}, {rate:.1f} pairs/s, ETA {eta:.0f}s")
             if job["status"] in ("completed", "failed", "cancelled"):
                 return job
-            time.sleep(1)
-            job = request("GET", f"{api_url}/v1/jobs/{job_id}", api_key)
+            job = request("GET", f"{api_url}/v1/jobs/{job_id}?wait=1", api_key)  # at once when it ends
 
 
 def blocks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
