@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import WorkerProcess, bearer, make_app, make_client
+from tests.integration.conftest import WorkerProcess, bearer, free_port, make_app, make_client
 from tests.integration.helpers import job_body, limits, submit, wait_for
 from worker import pipeline, service
 from worker.engine import Reranker
@@ -132,6 +132,13 @@ def test_a_long_poll_holds_the_answer_until_the_job_finishes(db_url: str, client
             assert poll.result(timeout=30).json()["status"] == "cancelled"  # told, not timed out
         refused = idle.get(f"/v1/jobs/{job_id}", params={"wait": 61})
         assert refused.status_code == 422 and "wait" in refused.text
+    no_broker = f"redis://127.0.0.1:{free_port()}/0"
+    with make_client(db_url, "rerank-test-nobody-listens", "tiny", broker_url=no_broker) as cut_off:
+        unfinished = cut_off.post("/v1/jobs", json=job_body(queries=1, documents=2))
+        assert unfinished.status_code == 202, unfinished.text  # stored; the reconciler enqueues it
+        started = time.monotonic()
+        answered = cut_off.get(f"/v1/jobs/{unfinished.json()['id']}", params={"wait": 60})
+        assert answered.status_code == 200 and time.monotonic() - started < 30  # at once, not held
     job_id = client.post("/v1/jobs", json=job_body(queries=2, documents=5)).json()["id"]
     assert client.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()["status"] == "completed"
 
