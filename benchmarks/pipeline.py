@@ -1,7 +1,8 @@
 """How much of the engine's throughput the whole pipeline keeps: the same pairs scored by the
 engine alone (`Reranker.score`, in this process) and as one job through API -> Redis -> a Celery
 worker -> PostgreSQL, on the same model, dtype and threads, alternated over --rounds; one row per
-RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). Prints the medians and the ratio.
+RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). Prints the medians, their ratio and
+each round's ratio. The client waits for each job by long polls (GET ?wait=), as a script should.
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
@@ -79,7 +80,7 @@ def main() -> None:
         default=[2, 1],
         help="RERANK_WORKER_BATCHES of the worker, one row each (1: no overlap)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="engine and pipeline alternated, per row")
+    parser.add_argument("--rounds", type=int, default=5, help="engine and pipeline alternated, per row")
     add_model_options(parser, shape="tiny")
     add_server_options(parser, redis_db=13)
     parser.add_argument("--database", default=DATABASE, help="name prefix of the databases created")
@@ -122,11 +123,13 @@ def main() -> None:
     for batches in args.worker_batches:
         wall, plan = median(whole[batches]), median(planning[batches])
         rate = args.pairs / wall
+        # each round's own ratio too: this machine's speed drifts by 20 % and more between rounds
+        rounds = " ".join(f"{a / w:.0%}" for a, w in zip(alone, whole[batches], strict=True))
         print(
             f"| random {args.shape}, {precision}, {where}, {args.task_pairs} pairs/task | {args.pairs:,} "
             f"| {batches} | {engine_rate:,.1f} pairs/s "
             f"| {rate:,.1f} pairs/s ({wall:.1f} s; planning {plan:.1f} s) "
-            f"| {rate / engine_rate:.0%} |"
+            f"| {rate / engine_rate:.0%} (rounds: {rounds}) |"
         )
     if not args.sqlite:
         for batches in args.worker_batches:

@@ -80,7 +80,7 @@ step flag flag.md 150 env PYTHONPATH="$TF4$PYTHONPATH" "$PYTHON" -m benchmarks.e
 step checks checks.txt 70 "$PYTHON" -m benchmarks.gpu.checks --device "$DEVICE" --shape $SHAPE \
   --pairs $OOM_PAIRS
 step pipeline pipeline.md 200 "$PYTHON" -m benchmarks.pipeline --device "$DEVICE" --shape $SHAPE \
-  --pairs $PIPELINE_PAIRS --sqlite /tmp/rerankq-gpu-bench.db --redis "redis://127.0.0.1:$PORT/0"
+  --pairs $PIPELINE_PAIRS --rounds 2 --sqlite /tmp/rerankq-gpu-bench.db --redis "redis://127.0.0.1:$PORT/0"
 echo "outputs in $OUT"
 [[ $failed == 0 ]] && echo "gpu run: every step passed" || echo "gpu run: a step FAILED"
 exit $failed
