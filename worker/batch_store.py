@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.lifecycle import BATCH_TRANSITIONS, OPEN_BATCH, BatchStatus, may_become
-from worker.models import Batch, CollectionDocument, Document, Job, Query, Result, utcnow
+from worker.models import Batch, BatchDocument, CollectionDocument, Document, Job, Query, Result, utcnow
 from worker.store import document_text_column, insert_rows
 
 
@@ -38,9 +38,11 @@ def batch_pairs(session: Session, batch_id: int) -> list[BatchPair]:
     """Every (query, document) pair of a batch, with the primary keys its results are stored under."""
     stmt = (
         select(Document.id, Query.id, Query.text, document_text_column())
+        .select_from(BatchDocument)
+        .join(Document, Document.id == BatchDocument.document_id)
         .join(Query, Query.id == Document.query_id)
         .outerjoin(CollectionDocument, CollectionDocument.id == Document.source_id)
-        .where(Document.batch_id == batch_id)
+        .where(BatchDocument.batch_id == batch_id)
     )
     return [BatchPair(*row) for row in session.execute(stmt)]
 

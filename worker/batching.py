@@ -1,10 +1,9 @@
 """A planned job's pairs cut into batches, in SQL: only the pairs the score cache lacks are
 numbered, once, into a temporary table that the batches are made from, so a rerun of a million
-pairs that barely changed batches only the few that changed. A job of its own documents has its
-rows already (written at submit): they get their batch by an UPDATE. A collection job's pairs wait
-in a second temporary table, its snapshot (worker.collection.snapshot_pairs), and its rows are
-written from there with their batch set: each row of a million-pair plan is written once, where an
-UPDATE would write it a second time (and every index entry with it)."""
+pairs that barely changed batches only the few that changed. Each batched pair gets a narrow
+`batch_documents` row; its document row is not written again. A job of its own documents has its
+rows already (written at submit). A collection job's pairs wait in a second temporary table, its
+snapshot (worker.collection.snapshot_pairs), and its rows are written from there."""
 
 from dataclasses import dataclass
 
@@ -63,19 +62,26 @@ _INSERT_BATCHES = text(
 )
 _ASSIGN_BATCHES = text(
     """
-    UPDATE documents SET batch_id = batches.id
-    FROM planned_pairs JOIN batches ON batches.number = planned_pairs.number
-    WHERE documents.id = planned_pairs.id AND batches.job_id = :job_id
+    INSERT INTO batch_documents (batch_id, document_id)
+    SELECT batches.id, planned_pairs.id
+    FROM planned_pairs JOIN batches ON batches.job_id = :job_id AND batches.number = planned_pairs.number
     """
 )
-# A cached pair's row has no batch (worker.ranking gives it its result).
 _WRITE_SNAPSHOT = text(
     """
-    INSERT INTO documents (job_id, query_id, client_id, source_id, position, batch_id)
-    SELECT :job_id, d.query_id, d.client_id, d.source_id, d.position, b.id
-    FROM snapshot_pairs d
-    LEFT JOIN planned_pairs p ON p.query_id = d.query_id AND p.source_id = d.source_id
-    LEFT JOIN batches b ON b.job_id = :job_id AND b.number = p.number
+    INSERT INTO documents (job_id, query_id, client_id, source_id, position)
+    SELECT :job_id, query_id, client_id, source_id, position FROM snapshot_pairs
+    """
+)
+# A cached pair has no batch (worker.ranking gives it its result).
+_ASSIGN_SNAPSHOT = text(
+    """
+    INSERT INTO batch_documents (batch_id, document_id)
+    SELECT b.id, d.id
+    FROM documents d
+    JOIN planned_pairs p ON p.query_id = d.query_id AND p.source_id = d.source_id
+    JOIN batches b ON b.job_id = :job_id AND b.number = p.number
+    WHERE d.job_id = :job_id
     """
 )
 _COUNT = text("SELECT count(*) FROM planned_pairs")
@@ -110,6 +116,7 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
         session.execute(_INSERT_BATCHES, params)
         if snapshot:
             session.execute(_WRITE_SNAPSHOT, params)
+            session.execute(_ASSIGN_SNAPSHOT, params)
     if not snapshot:  # a job's own rows are reached by key
         session.execute(_ASSIGN_BATCHES, params)
     batched = int(session.execute(_COUNT).scalar_one())

@@ -188,8 +188,6 @@ class Document(Base):
         partial_index(
             "ux_documents_own_client_id", "query_id", "client_id", where="source_id IS NULL", unique=True
         ),
-        # a batch's pairs; a rerun's cached pairs (most of its rows) have none and are not indexed
-        partial_index("ix_documents_batch_id", "batch_id", where="batch_id IS NOT NULL"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -202,7 +200,18 @@ class Document(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     position: Mapped[int] = mapped_column(Integer)
     text_hash: Mapped[str | None] = mapped_column(String(32))  # a pair's own text's (not a collection's)
-    batch_id: Mapped[int | None] = mapped_column(Integer)  # set when planned; none if cached
+
+
+class BatchDocument(Base):
+    """A planned pair's batch (a pair the score cache answered has none). A narrow row of its own,
+    written once at planning: set on the document's row instead, it rewrote the whole row and an
+    entry in each of its indexes, for every pair of a job, before the job's first batch could run.
+    No foreign keys, as for documents (migration 0011)."""
+
+    __tablename__ = "batch_documents"
+
+    batch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
 
 class Result(Base):

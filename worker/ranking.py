@@ -21,7 +21,7 @@ _RANK_SCORED = text(
     WHERE results.document_id = ranked.document_id
     """
 )
-# Every pair of the job that has a score: scored (its result) or cached at plan time (no batch:
+# Every pair of the job that has a score: scored (its result) or cached at plan time (in no batch:
 # its entry under :key), ranked together, once, into a scratch table that both the scored pairs'
 # ranks and the cached pairs' results are taken from; a scored pair's entry (this job's finalize
 # may just have made it) is not read. A job is ranked once: finalize and cancel rank only a running
@@ -29,15 +29,21 @@ _RANK_SCORED = text(
 # without looking for ones already there (ON CONFLICT cost about a second per million rows).
 _RANKED = """
     CREATE TEMPORARY TABLE ranked_pairs AS
-    SELECT d.id AS document_id, d.query_id, d.batch_id IS NULL AS cached, s.raw_score AS cached_score,
-           s.chunks, s.best_chunk, s.best_start, s.best_end, s.windows,
+    SELECT d.id AS document_id, d.query_id, planned.document_id IS NULL AS cached,
+           s.raw_score AS cached_score, s.chunks, s.best_chunk, s.best_start, s.best_end, s.windows,
            row_number() OVER (
                PARTITION BY d.query_id
-               ORDER BY CASE WHEN d.batch_id IS NULL THEN s.raw_score ELSE r.raw_score END DESC, d.position
+               ORDER BY CASE WHEN planned.document_id IS NULL THEN s.raw_score ELSE r.raw_score END DESC,
+                        d.position
            ) AS position
     FROM documents d {entries}
+    LEFT JOIN (
+        SELECT bd.document_id FROM batch_documents bd JOIN batches b ON b.id = bd.batch_id
+        WHERE b.job_id = :job_id
+    ) planned ON planned.document_id = d.id
     LEFT JOIN results r ON r.document_id = d.id AND r.job_id = :job_id AND NOT r.cached
-    WHERE d.job_id = :job_id AND (s.raw_score IS NOT NULL AND d.batch_id IS NULL OR r.document_id IS NOT NULL)
+    WHERE d.job_id = :job_id
+          AND (s.raw_score IS NOT NULL AND planned.document_id IS NULL OR r.document_id IS NOT NULL)
 """
 _RANK_WITH_CACHED = text(
     """

@@ -23,7 +23,17 @@ from worker.lifecycle import (
     Priority,
     may_become,
 )
-from worker.models import Batch, CollectionDocument, Document, Job, Judgement, Query, Result, utcnow
+from worker.models import (
+    Batch,
+    BatchDocument,
+    CollectionDocument,
+    Document,
+    Job,
+    Judgement,
+    Query,
+    Result,
+    utcnow,
+)
 from worker.spec import JobOptions, QuerySpec
 from worker.tenancy import TRUSTED, Caller
 from worker.views import RankedRow
@@ -103,6 +113,8 @@ def get_job(session: Session, job_id: str, caller: Caller = TRUSTED) -> Job:
 def delete_job(session: Session, job_id: str) -> None:
     """Delete a job with its results, pairs, batches, queries and judgements (children first: no
     cascade is left to the database, so SQLite and PostgreSQL do the same work)."""
+    batches = select(Batch.id).where(Batch.job_id == job_id)
+    session.execute(delete(BatchDocument).where(BatchDocument.batch_id.in_(batches)))
     for key in (Result.job_id, Document.job_id, Batch.job_id, Query.job_id, Judgement.job_id, Job.id):
         session.execute(delete(key.class_).where(key == job_id))
 

@@ -14,7 +14,7 @@ from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.leases import Lease
 from worker.lifecycle import BatchStatus
-from worker.models import Batch, Document, Result
+from worker.models import Batch, BatchDocument, Document, Result
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
@@ -142,7 +142,8 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
     pipeline.plan_job(session, job_id, limits(task_pairs=4, queued_batches=2))
     rows = session.execute(
         select(Batch.number, Batch.pairs, func.length(Document.text))
-        .join(Document, Document.batch_id == Batch.id)
+        .join(BatchDocument, BatchDocument.batch_id == Batch.id)
+        .join(Document, Document.id == BatchDocument.document_id)
         .where(Batch.job_id == job_id)
         .order_by(Batch.number)
     ).all()

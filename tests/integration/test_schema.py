@@ -35,9 +35,9 @@ def _insert_documents(connection: Connection, client_ids: list[str]) -> None:
 
 
 def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> None:
-    """0011 and 0012 rebuild SQLite's `documents` and `results` to change their constraints: the
-    rows stay, through a downgrade too, a query's own document ids stay unique and a document has
-    one result."""
+    """0011 to 0013 rebuild SQLite's `documents` and `results` to change their constraints and
+    columns: the rows stay, through a downgrade too, a query's own document ids stay unique, a
+    document has one result and a planned document keeps its batch."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     command.upgrade(alembic_config(url), "0010")
     engine = create_engine(url)
@@ -52,6 +52,7 @@ def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> 
             text("INSERT INTO queries (id, job_id, client_id, text, position) VALUES (1, 'j', 'q', 'q', 0)")
         )
         _insert_documents(connection, ["a", "b"])
+        connection.execute(text("UPDATE documents SET batch_id = 7 WHERE client_id = 'a'"))
         connection.execute(
             text(
                 "INSERT INTO results (job_id, query_id, document_id, raw_score, rank)"
@@ -62,6 +63,10 @@ def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> 
     with engine.begin() as connection:
         kept = "SELECT d.client_id, r.rank FROM results r JOIN documents d ON d.id = r.document_id"
         assert connection.execute(text(f"{kept} ORDER BY r.rank")).all() == [("b", 1), ("a", 2)]
+        planned = (
+            "SELECT p.batch_id, d.client_id FROM batch_documents p JOIN documents d ON d.id = p.document_id"
+        )
+        assert connection.execute(text(planned)).all() == [(7, "a")]
     with pytest.raises(IntegrityError), engine.begin() as connection:
         _insert_documents(connection, ["a"])
     with pytest.raises(IntegrityError), engine.begin() as connection:
@@ -71,4 +76,6 @@ def test_the_bulk_tables_keep_their_rows_through_the_rebuild(tmp_path: Path) -> 
     command.downgrade(alembic_config(url), "0010")
     with engine.begin() as connection:
         assert connection.execute(text(f"{kept} ORDER BY r.id")).all() == [("a", 2), ("b", 1)]
+        batches = "SELECT client_id, batch_id FROM documents ORDER BY position"
+        assert connection.execute(text(batches)).all() == [("a", 7), ("b", None)]
     engine.dispose()
