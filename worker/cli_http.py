@@ -70,7 +70,8 @@ def follow(api_url: str, job_id: str, api_key: str | None) -> dict[str, Any]:
                 bar.set_postfix_str(f"{job['status']}, {rate:.1f} pairs/s, ETA {eta:.0f}s")
             if job["status"] in ("completed", "failed", "cancelled"):
                 return job
-            job = request("GET", f"{api_url}/v1/jobs/{job_id}?wait=1", api_key)  # at once when it ends
+            # answered at once when it ends
+            job = request("GET", f"{api_url}/v1/jobs/{job_id}", api_key, params={"wait": 1})
 
 
 def blocks(path: Path, size: int = 1 << 16) -> Iterator[bytes]:
