@@ -116,9 +116,7 @@ def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -
         session.execute(_INSERT_BATCHES, params)
         if snapshot:
             session.execute(_WRITE_SNAPSHOT, params)
-            session.execute(_ASSIGN_SNAPSHOT, params)
-    if not snapshot:  # a job's own rows are reached by key
-        session.execute(_ASSIGN_BATCHES, params)
+        session.execute(_ASSIGN_SNAPSHOT if snapshot else _ASSIGN_BATCHES, params)
     batched = int(session.execute(_COUNT).scalar_one())
     drop_scratch(session, "planned_pairs")
     if snapshot:
