@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m benchmarks.engine --shapes base v2-m3 --dtypes fp32 bf16
 	$(BIN)/python -m benchmarks.pipeline --pairs 20000
 	$(BIN)/python -m benchmarks.bulk_writes --rows 20000
+	$(BIN)/python -m benchmarks.forward_contention --pairs 5000
 	$(BIN)/python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
 	$(BIN)/python -m benchmarks.sync_latency --requests 30
 	$(BIN)/python -m benchmarks.sync_latency --requests 30 --task-pairs 64
