@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Dtype = Field("auto", description="auto (fp16 on CUDA, fp32 on CPU) | fp32 | fp16 | bf16")
+    trace: bool = Field(
+        True,
+        description="On the CPU, run the model as a torch.jit.trace checked against the eager model"
+        " (its forward passes leave the interpreter free for the worker's other batch); eager when"
+        " tracing fails or disagrees, and always on a GPU.",
+    )
     max_length: int = Field(1024, ge=16, le=8192, description="Default tokens per (query, document) pair.")
     batch_tokens: int = Field(16384, ge=256, description="Padded tokens per forward pass.")
     task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")

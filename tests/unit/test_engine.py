@@ -245,7 +245,7 @@ def test_a_long_pair_does_not_pad_short_ones() -> None:
 
 
 def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = load_reranker(str(tiny_model), device="cpu")
+    engine = load_reranker(str(tiny_model), device="cpu", trace=False)  # GPU passes, which split, are eager
     expected = engine.score(PAIRS, max_length=256)
     forward = engine.model.forward
 
@@ -260,6 +260,47 @@ def test_out_of_memory_splits_the_batch(tiny_model: Path, monkeypatch: pytest.Mo
     assert engine.oom_splits == 0
     assert engine.score(PAIRS, max_length=256) == pytest.approx(expected, abs=1e-5)
     assert engine.oom_splits > 0  # what the worker's rerankq_worker_oom_splits_total reports
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("model", ["tiny_model", "tiny_bert_model", "trained_model"])
+def test_cpu_forward_passes_are_traced_and_score_as_eager(
+    model: str, dtype: str, request: pytest.FixtureRequest
+) -> None:
+    path = str(request.getfixturevalue(model))
+    # a small token budget: many batches, each of another shape than the one traced
+    traced = load_reranker(path, device="cpu", dtype=dtype, batch_tokens=256)
+    eager = load_reranker(path, device="cpu", dtype=dtype, batch_tokens=256, trace=False)
+    assert traced.traced and not eager.traced
+    assert len(token_budget_batches([len(row.ids) for row in _encoded(traced)], 256)) >= 5
+    assert traced.score(PAIRS, max_length=256) == eager.score(PAIRS, max_length=256)
+
+
+def test_a_trace_that_fails_or_disagrees_leaves_the_model_eager(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    eager = load_reranker(str(tiny_model), device="cpu", trace=False)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated: this model cannot be traced")
+
+    monkeypatch.setattr(torch.jit, "trace", failing)
+    engine = load_reranker(str(tiny_model), device="cpu")
+    assert not engine.traced and "cannot trace" in caplog.text
+    assert engine.score(PAIRS) == eager.score(PAIRS)
+
+    def off_by_one(*args: Any, **kwargs: Any) -> Any:
+        return lambda **inputs: {"logits": eager.model(**inputs).logits + 1}
+
+    monkeypatch.setattr(torch.jit, "trace", off_by_one)
+    assert not load_reranker(str(tiny_model), device="cpu").traced
+    assert "is off by 1 logits" in caplog.text
+
+
+def _encoded(engine: Reranker) -> list[ModelInput]:
+    queries = engine.tokenize({q for q, _ in PAIRS}, engine.query_max_length(256))
+    documents = engine.tokenize({d for _, d in PAIRS}, 256)
+    return [engine.pair_input(queries[q], documents[d], 256) for q, d in PAIRS]
 
 
 def test_auto_device_without_gpu_is_cpu_fp32() -> None:

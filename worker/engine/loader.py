@@ -26,15 +26,26 @@ def load_configured(settings: Settings) -> Reranker:
     """The model of `settings` on their device and dtype, named as jobs and heartbeats name it
     (Settings.served_model): the score cache keys it by that name."""
     return load_reranker(
-        settings.model, settings.device, settings.dtype, settings.batch_tokens, settings.served_model
+        settings.model,
+        settings.device,
+        settings.dtype,
+        settings.batch_tokens,
+        settings.served_model,
+        settings.trace,
     )
 
 
 def load_reranker(
-    model: str, device: str = "auto", dtype: str = "auto", batch_tokens: int = 16384, name: str | None = None
+    model: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_tokens: int = 16384,
+    name: str | None = None,
+    trace: bool = True,
 ) -> Reranker:
     """Load `model` (hub id or directory) for scoring on `device` in `dtype` (see Settings), named
-    `name` (`model` when None); ModelLoadError, in one line that says what to set, if it cannot be."""
+    `name` (`model` when None), traced on the CPU when `trace` (Reranker.trace); ModelLoadError, in
+    one line that says what to set, if it cannot be."""
     started = time.perf_counter()
     target = resolve_device(device)
     precision = resolve_dtype(dtype, target)
@@ -53,14 +64,17 @@ def load_reranker(
             " to a cross-encoder reranker"
         )
     network.to(target).eval()
+    reranker = Reranker(network, tokenizer, target, precision, name or model, batch_tokens)
+    traced = trace and target.type == "cpu" and reranker.trace()
     log.info(
-        "loaded %s on %s in %.1fs (%.0fM parameters)",
+        "loaded %s on %s, %s, in %.1fs (%.0fM parameters)",
         model,
         describe(target, precision),
+        "traced" if traced else "eager",
         time.perf_counter() - started,
         sum(p.numel() for p in network.parameters()) / 1e6,
     )
-    return Reranker(network, tokenizer, target, precision, name or model, batch_tokens)
+    return reranker
 
 
 def _locate(model: str) -> tuple[str, bool]:

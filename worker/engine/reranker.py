@@ -9,6 +9,7 @@ than the model reads (`Reranker.length_limit`), whatever max_length is asked for
 import hashlib
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ from worker.engine.pairs import PairLayout
 log = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
+# What a trace is checked on: document cuts (in tokens) of the example it is traced on, and of each
+# batch its logits must match the eager model's on (other widths, a single pair).
+TRACE_EXAMPLE = (5, 17)
+TRACE_CHECKS = ((40,), (2, 9, 30))
+TRACE_QUERY = "which batch shapes does the trace score?"
+TRACE_DOCUMENT = "A traced graph must score every batch shape exactly as the eager model does. " * 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class Reranker:
         self.length_limit = length_limit(model, tokenizer)
         self.tokens_scored = 0  # model input tokens (padding excluded) since loading, for metrics
         self.oom_splits = 0  # batches split in two after running out of memory
+        self._traced: torch.jit.ScriptModule | None = None
         # a fast tokenizer sets its truncation per call: two threads calling it at once collide
         self._tokenizing = threading.Lock()
 
@@ -82,6 +90,42 @@ class Reranker:
             digest.update(name.encode())
             digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
         return digest.hexdigest()
+
+    @property
+    def traced(self) -> bool:
+        """Whether forward passes run through the traced graph (`trace`)."""
+        return self._traced is not None
+
+    @torch.inference_mode()
+    def trace(self) -> bool:
+        """Run forward passes through a torch.jit.trace of the model from now on, if the traced
+        graph gives the eager model's logits (within 1e-4) on batches of other shapes than its
+        example's. Its graph runs in C++ without taking the interpreter lock back after every op,
+        so a worker's other batch, read and tokenized in Python meanwhile, slows it far less
+        (benchmarks/forward_contention.py). The example is padded, so the attention mask stays in
+        the graph. False, and eager as before, when tracing fails or disagrees."""
+        query = self.tokenize([TRACE_QUERY])[TRACE_QUERY]
+        document = self.tokenize([TRACE_DOCUMENT])[TRACE_DOCUMENT]
+
+        def batch(cuts: Sequence[int]) -> dict[str, torch.Tensor]:
+            return self._tensors([self.pair_input(query, document[:cut], 512) for cut in cuts])
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on values it fixed, and its deprecation
+            try:
+                traced = torch.jit.trace(self.model, example_kwarg_inputs=batch(TRACE_EXAMPLE), strict=False)
+                gap = max(
+                    (traced(**inputs)["logits"] - self.model(**inputs).logits).abs().max().item()
+                    for inputs in map(batch, TRACE_CHECKS)
+                )
+            except Exception as error:  # tracing fails in many ways across versions: eager still works
+                log.warning("cannot trace %s (%s): eager forward passes", self.name, error)
+                return False
+        if gap > 1e-4:
+            log.warning("the trace of %s is off by %.2g logits: eager forward passes", self.name, gap)
+            return False
+        self._traced = traced
+        return True
 
     def score(self, pairs: Sequence[Pair], max_length: int = 1024) -> list[float]:
         """Raw logits of `pairs` in input order."""
@@ -169,7 +213,10 @@ class Reranker:
         retry runs after the `except` block: inside it, the exception's frames keep the failed
         pass's activations alive, and on an H200 capped at 2 GiB every half ran out too."""
         try:
-            return self.model(**self._tensors(rows)).logits.view(-1).float()
+            inputs = self._tensors(rows)
+            if self._traced is not None:
+                return self._traced(**inputs)["logits"].view(-1).float()
+            return self.model(**inputs).logits.view(-1).float()
         except torch.OutOfMemoryError:
             if len(rows) == 1:
                 raise
