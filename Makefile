@@ -36,7 +36,7 @@ test: install
 TF5 ?= /tmp/rerankq-tf5
 test-tf5:
 	test -x $(TF5)/bin/python || $(PYTHON) -m venv $(TF5)
-	$(TF5)/bin/pip install -q torch==2.13.0 'transformers>=5,<6' 'sentence-transformers>=5' numpy pytest hypothesis
+	$(TF5)/bin/pip install -q torch==2.13.0 'transformers>=5,<6' 'sentence-transformers>=5' pydantic-settings celery redis sqlalchemy psycopg croniter numpy pytest hypothesis
 	PYTHONPATH=$(CURDIR) $(TF5)/bin/pytest -q tests/unit/test_engine.py tests/unit/test_pairs.py
 
 # Measurements behind the README's benchmark tables (about 50 minutes on 2 CPU cores; see benchmarks/).
