@@ -297,6 +297,12 @@ def test_a_trace_that_fails_or_disagrees_leaves_the_model_eager(
     assert "is off by 1 logits" in caplog.text
 
 
+def test_rerank_trace_false_keeps_a_worker_eager(tiny_model: Path) -> None:
+    settings = Settings(model=str(tiny_model), device="cpu", trace=False)
+    assert not loader.load_configured(settings).traced
+    assert loader.load_configured(settings.model_copy(update={"trace": True})).traced
+
+
 def _encoded(engine: Reranker) -> list[ModelInput]:
     queries = engine.tokenize({q for q, _ in PAIRS}, engine.query_max_length(256))
     documents = engine.tokenize({d for _, d in PAIRS}, 256)
