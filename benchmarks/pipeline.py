@@ -1,8 +1,12 @@
 """How much of the engine's throughput the whole pipeline keeps: the same pairs scored by the
 engine alone (`Reranker.score`, in this process) and as one job through API -> Redis -> a Celery
 worker -> PostgreSQL, on the same model, dtype and threads, alternated over --rounds; one row per
-RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). Prints the medians, their ratio and
-each round's ratio. The client waits for each job by long polls (GET ?wait=), as a script should.
+RERANK_WORKER_BATCHES (default 2, then 1: overlap on, then off). The engine runs before the first
+round and after each, and each job is set against the mean of the two engine runs around its round,
+so a machine whose speed drifts between rounds touches both sides of every ratio. Prints the median
+of the rounds' ratios and each round's, for the whole job (submission to completed) and for its
+worker part alone (planned to completed: no upload, validation or stored documents). The client
+waits for each job by long polls (GET ?wait=), as a script should.
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
@@ -16,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from statistics import median
@@ -55,14 +60,32 @@ def seconds(job: dict[str, object], start: str, end: str) -> float:
     return (datetime.fromisoformat(str(job[end])) - datetime.fromisoformat(str(job[start]))).total_seconds()
 
 
-def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> tuple[float, float]:
-    """Submit the pairs as one job and wait for it: (seconds from submission to completed, of which
-    planning)."""
+@dataclass(frozen=True)
+class JobTimes:
+    """Seconds of one job: from submission to completed (the client's clock), from created to
+    planned, and from planned to completed (the job's own timestamps)."""
+
+    whole: float
+    planning: float
+    worker: float
+
+
+def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> JobTimes:
+    """Submit the pairs as one job and wait for it."""
     started = time.perf_counter()
     job = client.post("/v1/jobs", json=job_body(pairs)).json()
     done = wait_for(client, str(job["id"]))
     assert done["status"] == "completed", done
-    return time.perf_counter() - started, seconds(done, "created_at", "started_at")
+    whole = time.perf_counter() - started
+    planning, worker = seconds(done, "created_at", "started_at"), seconds(done, "started_at", "finished_at")
+    return JobTimes(whole, planning, worker)
+
+
+def kept(alone: list[float], runs: list[float]) -> tuple[float, str]:
+    """The median of the rounds' ratios (engine seconds over pipeline seconds, the engine's the mean
+    of its runs before and after the round) and each round's, as percentages."""
+    ratios = [(before + after) / 2 / run for before, after, run in zip(alone, alone[1:], runs, strict=False)]
+    return median(ratios), " ".join(f"{ratio:.0%}" for ratio in ratios)
 
 
 def main() -> None:
@@ -101,35 +124,34 @@ def main() -> None:
 
     print(
         "| model | pairs | worker batches in hand | engine alone "
-        "| whole pipeline (submit -> completed) | kept |"
+        "| whole pipeline (submit -> completed) | kept | worker alone (planned -> completed) | kept |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with ExitStack() as stack:
         clients = {
             batches: stack.enter_context(stack_of(args, model, batches)) for batches in args.worker_batches
         }
-        alone: list[float] = []
-        whole: dict[int, list[float]] = defaultdict(list)
-        planning: dict[int, list[float]] = defaultdict(list)
+        jobs: dict[int, list[JobTimes]] = defaultdict(list)
         for client in clients.values():
             through_pipeline(client, pairs[:512])  # warm-up
+        alone = [engine_alone()]
         for _ in range(args.rounds):  # alternated, so a change in the machine's load touches every row
-            alone.append(engine_alone())
             for batches, client in clients.items():
-                wall, plan = through_pipeline(client, pairs)
-                whole[batches].append(wall)
-                planning[batches].append(plan)
+                jobs[batches].append(through_pipeline(client, pairs))
+            alone.append(engine_alone())
     engine_rate = args.pairs / median(alone)
     for batches in args.worker_batches:
-        wall, plan = median(whole[batches]), median(planning[batches])
-        rate = args.pairs / wall
+        whole, worker = [job.whole for job in jobs[batches]], [job.worker for job in jobs[batches]]
+        plan = median(job.planning for job in jobs[batches])
         # each round's own ratio too: this machine's speed drifts by 20 % and more between rounds
-        rounds = " ".join(f"{a / w:.0%}" for a, w in zip(alone, whole[batches], strict=True))
+        (whole_kept, whole_rounds), (worker_kept, worker_rounds) = kept(alone, whole), kept(alone, worker)
         print(
             f"| random {args.shape}, {precision}, {where}, {args.task_pairs} pairs/task | {args.pairs:,} "
             f"| {batches} | {engine_rate:,.1f} pairs/s "
-            f"| {rate:,.1f} pairs/s ({wall:.1f} s; planning {plan:.1f} s) "
-            f"| {rate / engine_rate:.0%} (rounds: {rounds}) |"
+            f"| {args.pairs / median(whole):,.1f} pairs/s ({median(whole):.1f} s; planning {plan:.1f} s) "
+            f"| {whole_kept:.0%} (rounds: {whole_rounds}) "
+            f"| {args.pairs / median(worker):,.1f} pairs/s ({median(worker):.1f} s) "
+            f"| {worker_kept:.0%} (rounds: {worker_rounds}) |"
         )
     if not args.sqlite:
         for batches in args.worker_batches:
