@@ -14,7 +14,7 @@ from statistics import median
 
 import psycopg
 
-from benchmarks.common import POSTGRES, benchmark_parser, make_pairs
+from benchmarks.common import POSTGRES, benchmark_parser, make_pairs, positive
 from benchmarks.services import scratch_database
 
 COLUMNS = {"job_id": "varchar(32)", "query_id": "integer", "client_id": "varchar", "text": "text"}
@@ -30,8 +30,8 @@ def unnest(binary: bool) -> str:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=positive, default=20_000)
+    parser.add_argument("--rounds", type=positive, default=5)
     args = parser.parse_args()
     rows = [
         {"job_id": "j" * 32, "query_id": i // 100, "client_id": f"d{i}", "text": text}

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.common import add_model_options, benchmark_parser, make_pairs, random_model
+from benchmarks.common import add_model_options, benchmark_parser, make_pairs, positive, random_model
 from benchmarks.killable import PostgresServer, RedisServer, free_port
 from benchmarks.pipeline import job_body
 from benchmarks.services import RERANKQ, admin_headers
@@ -183,7 +183,7 @@ def check_exactly_once(database_url: str, job_id: str, pairs: int) -> None:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--pairs", type=int, default=100_000)
+    parser.add_argument("--pairs", type=positive, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--task-pairs", type=int, default=256)

@@ -75,6 +75,15 @@ def random_model(cache: Path, shape: str) -> Path:
     return path
 
 
+def positive(text: str) -> int:
+    """An argparse type for a count (pairs, rounds, requests): 0 or less would leave nothing to time
+    and end in a traceback, not a usage error."""
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {count}")
+    return count
+
+
 def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     """A benchmark's options; --help shows `doc` (its module docstring) as written."""
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from benchmarks.common import benchmark_parser, make_pairs, random_model
+from benchmarks.common import benchmark_parser, make_pairs, positive, random_model
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker.engine import Pair, Reranker, load_reranker
 from worker.engine.device import DTYPES
@@ -239,8 +239,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, every method")
     parser.add_argument("--variants", nargs="+", default=["mixed", "long"], choices=list(VARIANTS))
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per pair, every method")
-    parser.add_argument("--pairs", type=int, help="pairs per variant (default: 16 mixed, 8 long)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per method; the best counts")
+    parser.add_argument("--pairs", type=positive, help="pairs per variant (default: 16 mixed, 8 long)")
+    parser.add_argument("--repeats", type=positive, default=1, help="timed runs per method; the best counts")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="rerankq's padded-token budget")
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="torch threads, all methods"

@@ -19,7 +19,7 @@ from statistics import median
 
 import torch
 
-from benchmarks.common import add_model_options, benchmark_parser, make_pairs, random_model
+from benchmarks.common import add_model_options, benchmark_parser, make_pairs, positive, random_model
 from worker.engine import load_reranker
 
 Inputs = dict[str, torch.Tensor]
@@ -54,10 +54,10 @@ def timed(
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--pairs", type=int, default=5_000)
+    parser.add_argument("--pairs", type=positive, default=5_000)
     parser.add_argument("--batch", type=int, default=128, help="pairs per forward pass")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive, default=3)
     add_model_options(parser, shape="tiny")
     args = parser.parse_args()
 

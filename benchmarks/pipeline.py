@@ -33,6 +33,7 @@ from benchmarks.common import (
     add_server_options,
     benchmark_parser,
     make_pairs,
+    positive,
     random_model,
 )
 from benchmarks.services import drop_database, fresh_database, services, wait_for
@@ -90,7 +91,7 @@ def kept(alone: list[float], runs: list[float]) -> tuple[float, str]:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--pairs", type=int, default=20_000)
+    parser.add_argument("--pairs", type=positive, default=20_000)
     parser.add_argument("--threads", type=int, default=2, help="torch threads, engine and worker alike")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, engine and worker alike")
     parser.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16, engine and worker alike")
@@ -103,7 +104,7 @@ def main() -> None:
         default=[2, 1],
         help="RERANK_WORKER_BATCHES of the worker, one row each (1: no overlap)",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="engine and pipeline alternated, per row")
+    parser.add_argument("--rounds", type=positive, default=5, help="engine and pipeline alternated, per row")
     add_model_options(parser, shape="tiny")
     add_server_options(parser, redis_db=13)
     parser.add_argument("--database", default=DATABASE, help="name prefix of the databases created")

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from benchmarks.common import add_server_options, benchmark_parser
+from benchmarks.common import add_server_options, benchmark_parser, positive
 from benchmarks.killable import free_port
 from benchmarks.services import RERANKQ, admin_headers, drop_database, fresh_database, wait_listening
 from worker.config import Settings
@@ -97,7 +97,7 @@ def stored_job(url: str) -> str:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=300, help="timed polls per scenario")
+    parser.add_argument("--requests", type=positive, default=300, help="timed polls per scenario")
     parser.add_argument("--uploads", type=int, default=16, help="clients uploading at 1 byte/s")
     add_server_options(parser)
     args = parser.parse_args()

@@ -20,6 +20,7 @@ from benchmarks.common import (
     add_server_options,
     benchmark_parser,
     make_pairs,
+    positive,
     random_model,
 )
 from benchmarks.pipeline import job_body
@@ -62,7 +63,7 @@ def sync_request(client: httpx.Client, query: str, documents: list[str]) -> Call
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=40, help="timed requests per scenario")
+    parser.add_argument("--requests", type=positive, default=40, help="timed requests per scenario")
     parser.add_argument("--documents", type=int, default=20)
     parser.add_argument("--overnight-pairs", type=int, default=60_000, help="the low-priority job's size")
     parser.add_argument("--threads", type=int, default=2)

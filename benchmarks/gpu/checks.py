@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import add_model_options, benchmark_parser, make_pairs, random_model
+from benchmarks.common import add_model_options, benchmark_parser, make_pairs, positive, random_model
 from worker.engine import Reranker, load_reranker
 
 MAX_LENGTH = 1024
@@ -104,7 +104,7 @@ def check_oom_split(model: Path, device: str, pairs: int, headroom_gib: float) -
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--pairs", type=int, default=512, help="pairs of the oversized batch")
+    parser.add_argument("--pairs", type=positive, default=512, help="pairs of the oversized batch")
     parser.add_argument("--headroom-gib", type=float, default=2.0, help="CUDA memory beside the model")
     add_model_options(parser, shape="v2-m3")
     args = parser.parse_args()

@@ -1,5 +1,7 @@
 """The engine benchmark's quick run on the tiny model: it finishes, prints every row of its table and
-parity numbers within bounds (no timing is asserted: this machine's speed is not under test)."""
+parity numbers within bounds (no timing is asserted: this machine's speed is not under test). A
+benchmark asked for no rounds stops with a usage error naming the option, not a traceback after
+minutes of setup."""
 
 import re
 import subprocess
@@ -36,3 +38,16 @@ def test_quick_engine_benchmark(tmp_path: Path) -> None:
     assert len(parity) == len(drift) == 2
     assert max(parity) < 1e-4
     assert max(drift) <= 0.01
+
+
+def test_a_count_below_one_is_a_usage_error_naming_the_option() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bulk_writes", "--rounds", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "argument --rounds: must be 1 or more, got 0" in run.stderr
+    assert "Traceback" not in run.stderr
