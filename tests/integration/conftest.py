@@ -23,6 +23,7 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("RERANK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 QUEUE = f"rerank-test-{os.getpid()}"
+NOBODY_LISTENS = f"{QUEUE}-nobody-listens"  # no worker: jobs sent there stay queued
 # Before any worker module reads its Settings: the test broker and a queue of this run alone.
 os.environ["RERANK_BROKER_URL"] = REDIS_URL
 os.environ["RERANK_QUEUE"] = QUEUE
@@ -38,8 +39,10 @@ def _unreachable(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def services_up() -> None:
-    """Stop the run with one clear line when a server is absent (integration tests only)."""
+def services_up() -> Iterator[None]:
+    """Stop the run with one clear line when a server is absent (integration tests only). When the
+    run ends, its queues and their bindings (every key naming QUEUE) are deleted by key: the shared
+    Redis is left as found, other runs' keys untouched."""
     down = [
         f"{name} at {where}"
         for name, url in (("Redis", REDIS_URL), ("PostgreSQL", POSTGRES_URL))
@@ -49,6 +52,12 @@ def services_up() -> None:
         pytest.exit(
             f"unreachable: {', '.join(down)}; start them with `docker compose up -d redis postgres`", 3
         )
+    yield
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        if keys := list(client.scan_iter(match=f"*{QUEUE}*", count=1000)):
+            client.delete(*keys)
 
 
 def _fresh_postgres() -> str:

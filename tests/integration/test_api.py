@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import WorkerProcess, bearer, free_port, make_app, make_client
+from tests.integration.conftest import NOBODY_LISTENS, WorkerProcess, bearer, free_port, make_app, make_client
 from tests.integration.helpers import job_body, limits, submit, wait_for
 from worker import pipeline, service
 from worker.engine import Reranker
@@ -120,7 +120,7 @@ def test_bad_requests_lose_nothing_accepted(client: TestClient) -> None:
 
 
 def test_a_long_poll_holds_the_answer_until_the_job_finishes(db_url: str, client: TestClient) -> None:
-    with make_client(db_url, "rerank-test-nobody-listens", "tiny") as idle:  # its jobs stay queued
+    with make_client(db_url, NOBODY_LISTENS, "tiny") as idle:  # its jobs stay queued
         job_id = idle.post("/v1/jobs", json=job_body(queries=1, documents=2)).json()["id"]
         started = time.monotonic()
         held = idle.get(f"/v1/jobs/{job_id}", params={"wait": 0.5})
@@ -133,7 +133,7 @@ def test_a_long_poll_holds_the_answer_until_the_job_finishes(db_url: str, client
         refused = idle.get(f"/v1/jobs/{job_id}", params={"wait": 61})
         assert refused.status_code == 422 and "wait" in refused.text
     no_broker = f"redis://127.0.0.1:{free_port()}/0"
-    with make_client(db_url, "rerank-test-nobody-listens", "tiny", broker_url=no_broker) as cut_off:
+    with make_client(db_url, NOBODY_LISTENS, "tiny", broker_url=no_broker) as cut_off:
         unfinished = cut_off.post("/v1/jobs", json=job_body(queries=1, documents=2))
         assert unfinished.status_code == 202, unfinished.text  # stored; the reconciler enqueues it
         started = time.monotonic()

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, TextNode
 from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaCohereRerank
 
-from tests.integration.conftest import WorkerProcess, authed, bearer, make_app, new_key
+from tests.integration.conftest import NOBODY_LISTENS, WorkerProcess, authed, bearer, make_app, new_key
 from tests.integration.helpers import free_port, serve, wait_for
 
 QUERY = "how do I drop rows with missing values in a pandas dataframe?"
@@ -203,7 +203,7 @@ def test_tei_route_refuses_bad_input_in_rerankqs_shape(api_url: str, key: str) -
 
 def test_a_request_past_the_timeout_is_a_504_naming_its_job(db_url: str, key: str) -> None:
     """Nothing consumes this queue: the job waits, and the 504 says where to find it later."""
-    with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_timeout=0.3)) as url:
+    with serve(make_app(db_url, NOBODY_LISTENS, "tiny", sync_timeout=0.3)) as url:
         body = {"model": MODEL, "query": QUERY, "documents": DOCUMENTS}
         response = httpx.post(f"{url}/v2/rerank", json=body, headers=bearer(key), timeout=30)
         assert response.status_code == 504
@@ -229,7 +229,7 @@ def test_a_request_whose_job_is_cancelled_is_a_409_naming_it(db_url: str, route:
     in its client's error shape instead of a 500."""
     body = {"query": QUERY, "documents": DOCUMENTS, "texts": DOCUMENTS}
     key = bearer(new_key(db_url))
-    with serve(make_app(db_url, "rerank-test-nobody-listens", "tiny")) as url:
+    with serve(make_app(db_url, NOBODY_LISTENS, "tiny")) as url:
         listed = httpx.get(f"{url}/v1/jobs", params={"limit": 1000}, headers=key).json()["jobs"]
         known = {job["id"] for job in listed}
         with ThreadPoolExecutor(1) as pool:
@@ -245,7 +245,7 @@ def test_a_request_whose_job_is_cancelled_is_a_409_naming_it(db_url: str, route:
 
 def test_limits_are_the_apps_own_settings(db_url: str) -> None:
     """Checked before anything is stored: the document count and length against this app's limits."""
-    app = make_app(db_url, "rerank-test-nobody-listens", "tiny", sync_max_documents=3, max_document_chars=50)
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", sync_max_documents=3, max_document_chars=50)
     with authed(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         many = client.post("/v2/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]})
@@ -258,9 +258,7 @@ def test_limits_are_the_apps_own_settings(db_url: str) -> None:
 
 
 def test_an_unreachable_broker_is_a_503_and_stores_nothing(db_url: str) -> None:
-    app = make_app(
-        db_url, "rerank-test-nobody-listens", "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0"
-    )
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0")
     with authed(app) as client:
         jobs_before = len(client.get("/v1/jobs", params={"limit": 1000}).json()["jobs"])
         response = client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})

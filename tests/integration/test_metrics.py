@@ -9,7 +9,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
+from tests.integration.conftest import NOBODY_LISTENS, REDIS_URL, WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import free_port, job_body, limits, wait_for
 from worker import pipeline
 from worker.config import Settings
@@ -88,9 +88,7 @@ def test_queue_depth_per_queue_and_priority_and_the_oldest_batch_waiting(
 
 
 def test_a_scrape_while_the_broker_is_down_answers_without_queue_depth(db_url: str) -> None:
-    app = make_app(
-        db_url, "rerank-test-nobody-listens", "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0"
-    )
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", broker_url=f"redis://127.0.0.1:{free_port()}/0")
     with authed(app) as client:  # an admin's key: /metrics is an admin's
         response = client.get("/metrics")
     assert response.status_code == 200

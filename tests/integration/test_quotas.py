@@ -10,12 +10,11 @@ from uuid import uuid4
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.integration.conftest import authed, make_app
+from tests.integration.conftest import NOBODY_LISTENS, authed, make_app
 from tests.integration.helpers import job_body
 from worker import service
 from worker.models import IdempotencyKey
 
-NOBODY = "rerank-test-nobody-listens"  # jobs stay queued: their pairs count against the quota
 NDJSON = {"content-type": "application/x-ndjson"}
 
 
@@ -28,7 +27,7 @@ def job_ids(client: TestClient) -> set[str]:
 
 
 def test_queued_pairs_over_the_quota_are_429_and_store_nothing(db_url: str) -> None:
-    app = make_app(db_url, NOBODY, "tiny", tenant_max_queued_pairs=15)
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", tenant_max_queued_pairs=15)
     with authed(app, tenant(), admin=False) as first, authed(app, tenant(), admin=False) as other:
         assert first.post("/v1/jobs", json=job_body(queries=2, documents=5)).status_code == 202  # 10 pairs
         before = job_ids(first)
@@ -47,7 +46,7 @@ def test_queued_pairs_over_the_quota_are_429_and_store_nothing(db_url: str) -> N
 
 
 def test_requests_over_the_rate_are_429_with_retry_after(db_url: str) -> None:
-    app = make_app(db_url, NOBODY, "tiny", tenant_requests_per_minute=5)
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", tenant_requests_per_minute=5)
     with authed(app, tenant(), admin=False) as busy, authed(app, tenant(), admin=False) as quiet:
         # a clock minute can turn during the burst; twelve requests pass the limit in either minute
         answers = [busy.get("/v1/jobs") for _ in range(12)]
@@ -60,7 +59,7 @@ def test_requests_over_the_rate_are_429_with_retry_after(db_url: str) -> None:
 
 
 def test_a_retried_submit_gets_the_first_job_back(db_url: str) -> None:
-    app = make_app(db_url, NOBODY, "tiny")
+    app = make_app(db_url, NOBODY_LISTENS, "tiny")
     key = {"Idempotency-Key": uuid4().hex}
     with authed(app, tenant(), admin=False) as client, authed(app, tenant(), admin=False) as other:
         first = client.post("/v1/jobs", json=job_body(queries=2, documents=3), headers=key)
@@ -82,7 +81,7 @@ def test_a_retried_submit_gets_the_first_job_back(db_url: str) -> None:
 
 
 def test_a_retried_upload_gets_the_first_collection_back(db_url: str) -> None:
-    app = make_app(db_url, NOBODY, "tiny")
+    app = make_app(db_url, NOBODY_LISTENS, "tiny")
     key = {"Idempotency-Key": uuid4().hex, **NDJSON}
     lines = "\n".join(json.dumps({"id": f"d{i}", "text": f"text {i}"}) for i in range(5))
     with authed(app, tenant(), admin=False) as client:
@@ -96,7 +95,7 @@ def test_a_retried_upload_gets_the_first_collection_back(db_url: str) -> None:
 
 
 def test_idempotency_keys_expire(db_url: str, session: Session) -> None:
-    app = make_app(db_url, NOBODY, "tiny", idempotency_hours=0.5 / 3600)
+    app = make_app(db_url, NOBODY_LISTENS, "tiny", idempotency_hours=0.5 / 3600)
     key = {"Idempotency-Key": uuid4().hex}
     with authed(app, tenant(), admin=False) as client:
         first = client.post("/v1/jobs", json=job_body(queries=1, documents=2), headers=key).json()["id"]

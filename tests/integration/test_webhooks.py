@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from api import deps
-from tests.integration.conftest import REDIS_URL, WorkerProcess, authed, make_app, queue_for
+from tests.integration.conftest import NOBODY_LISTENS, REDIS_URL, WorkerProcess, authed, make_app, queue_for
 from tests.integration.helpers import free_port, job_body, limits, run_all, submit, wait_for
 from worker import pipeline, service
 from worker.config import Settings
@@ -154,7 +154,7 @@ def test_a_cancelled_job_is_delivered_too(
 ) -> None:
     """The job waits on a queue nobody reads; the cancel hands its webhook to the worker."""
     target = receiver([200])
-    app = make_app(db_url, "rerank-test-nobody-listens", "tiny")
+    app = make_app(db_url, NOBODY_LISTENS, "tiny")
     hook_queue = JobQueue(Settings(database_url=db_url, broker_url=REDIS_URL, queue=hook_worker.queue))
     app.dependency_overrides[deps.on_finished] = lambda: hook_queue.job_finished
     with authed(app) as client:
