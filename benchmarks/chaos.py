@@ -184,9 +184,9 @@ def check_exactly_once(database_url: str, job_id: str, pairs: int) -> None:
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--pairs", type=positive, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    parser.add_argument("--task-pairs", type=int, default=256)
+    parser.add_argument("--workers", type=positive, default=2)
+    parser.add_argument("--threads", type=positive, default=1, help="torch threads per worker")
+    parser.add_argument("--task-pairs", type=positive, default=256)
     parser.add_argument("--kill-every", type=float, default=20, help="seconds between worker SIGKILLs")
     parser.add_argument("--redis-at", type=float, default=30, help="seconds into the job Redis is killed")
     parser.add_argument("--postgres-at", type=float, default=50, help="seconds into the job PostgreSQL stops")

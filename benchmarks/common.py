@@ -76,8 +76,9 @@ def random_model(cache: Path, shape: str) -> Path:
 
 
 def positive(text: str) -> int:
-    """An argparse type for a count (pairs, rounds, requests): 0 or less would leave nothing to time
-    and end in a traceback, not a usage error."""
+    """An argparse type for a count or a size (pairs, rounds, workers, threads, tokens): 0 or less
+    would leave nothing to time, or a worker that never starts, and end in a traceback, not a usage
+    error."""
     count = int(text)
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {count}")

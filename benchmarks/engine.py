@@ -238,12 +238,12 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, every method")
     parser.add_argument("--variants", nargs="+", default=["mixed", "long"], choices=list(VARIANTS))
-    parser.add_argument("--max-length", type=int, default=1024, help="tokens per pair, every method")
+    parser.add_argument("--max-length", type=positive, default=1024, help="tokens per pair, every method")
     parser.add_argument("--pairs", type=positive, help="pairs per variant (default: 16 mixed, 8 long)")
     parser.add_argument("--repeats", type=positive, default=1, help="timed runs per method; the best counts")
-    parser.add_argument("--batch-tokens", type=int, default=16384, help="rerankq's padded-token budget")
+    parser.add_argument("--batch-tokens", type=positive, default=16384, help="rerankq's padded-token budget")
     parser.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="torch threads, all methods"
+        "--threads", type=positive, default=torch.get_num_threads(), help="torch threads, all methods"
     )
     parser.add_argument("--cache", type=Path, default=Path(".models"), help="where the models are built")
     parser.add_argument("--quick", action="store_true", help="tiny model, few pairs: a smoke run")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from benchmarks.common import benchmark_parser
+from benchmarks.common import benchmark_parser, positive
 from benchmarks.heldout import TRAINED_MODEL, Heldout, load_heldout
 from worker.engine import Reranker, load_reranker
 
@@ -117,9 +117,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=TRAINED_MODEL)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--queries", type=int, help="the first N held-out queries (default: all 21)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--max-length", type=positive, default=512)
+    parser.add_argument("--queries", type=positive, help="the first N held-out queries (default: all 21)")
+    parser.add_argument("--threads", type=positive, default=torch.get_num_threads())
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")

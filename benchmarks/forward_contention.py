@@ -55,8 +55,8 @@ def timed(
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--pairs", type=positive, default=5_000)
-    parser.add_argument("--batch", type=int, default=128, help="pairs per forward pass")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--batch", type=positive, default=128, help="pairs per forward pass")
+    parser.add_argument("--threads", type=positive, default=2, help="torch threads")
     parser.add_argument("--rounds", type=positive, default=3)
     add_model_options(parser, shape="tiny")
     args = parser.parse_args()

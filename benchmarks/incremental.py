@@ -25,6 +25,7 @@ from benchmarks.common import (
     add_server_options,
     benchmark_parser,
     make_pairs,
+    positive,
     random_model,
 )
 from benchmarks.knowledge_base import collection_lines, in_chunks, report_until_done
@@ -128,10 +129,12 @@ def table(runs: list[Run], update: str, check: str) -> Iterator[str]:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--documents", type=int, default=200_000)
-    parser.add_argument("--queries", type=int, default=5)
+    parser.add_argument("--documents", type=positive, default=200_000)
+    parser.add_argument("--queries", type=positive, default=5)
     parser.add_argument("--change", type=float, default=0.01, help="share of the documents changed")
-    parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
+    parser.add_argument(
+        "--workers", type=positive, default=2, help="CPU worker processes (one torch thread each)"
+    )
     parser.add_argument(
         "--distinct", action="store_true", help="every text distinct (default: drawn from 2,000)"
     )

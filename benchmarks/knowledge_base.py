@@ -26,6 +26,7 @@ from benchmarks.common import (
     add_server_options,
     benchmark_parser,
     make_pairs,
+    positive,
     random_model,
 )
 from benchmarks.services import drop_database, fresh_database, peak_rss_mb, services, wait_for
@@ -120,12 +121,14 @@ def overlap(env: dict[str, str], batches: int) -> dict[str, str]:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--documents", type=int, default=200_000)
-    parser.add_argument("--queries", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2, help="CPU worker processes (one torch thread each)")
+    parser.add_argument("--documents", type=positive, default=200_000)
+    parser.add_argument("--queries", type=positive, default=5)
+    parser.add_argument(
+        "--workers", type=positive, default=2, help="CPU worker processes (one torch thread each)"
+    )
     parser.add_argument(
         "--worker-batches",
-        type=int,
+        type=positive,
         nargs="+",
         default=[2],
         help="RERANK_WORKER_BATCHES of the workers; one job per value, in this order, on the same collection"

@@ -92,14 +92,14 @@ def kept(alone: list[float], runs: list[float]) -> tuple[float, str]:
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--pairs", type=positive, default=20_000)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads, engine and worker alike")
+    parser.add_argument("--threads", type=positive, default=2, help="torch threads, engine and worker alike")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, engine and worker alike")
     parser.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16, engine and worker alike")
     parser.add_argument("--sqlite", type=Path, help="a SQLite file (recreated) instead of PostgreSQL")
-    parser.add_argument("--task-pairs", type=int, default=256, help="RERANK_TASK_PAIRS of the worker")
+    parser.add_argument("--task-pairs", type=positive, default=256, help="RERANK_TASK_PAIRS of the worker")
     parser.add_argument(
         "--worker-batches",
-        type=int,
+        type=positive,
         nargs="+",
         default=[2, 1],
         help="RERANK_WORKER_BATCHES of the worker, one row each (1: no overlap)",

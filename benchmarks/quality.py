@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import benchmark_parser
+from benchmarks.common import benchmark_parser, positive
 from benchmarks.heldout import TRAINED_MODEL, load_heldout
 from worker import evaluation, pipeline, service
 from worker.config import Settings
@@ -47,11 +47,11 @@ def job_spec(queries: int, max_length: int) -> JobSpec:
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--queries", type=int, default=21, help="held-out queries (21 in all)")
-    parser.add_argument("--k", type=int, default=100, help="the cut-off of Recall@k")
+    parser.add_argument("--queries", type=positive, default=21, help="held-out queries (21 in all)")
+    parser.add_argument("--k", type=positive, default=100, help="the cut-off of Recall@k")
     parser.add_argument("--min-relevance", type=int, default=2, help="TREC DL counts grades 2 and 3 relevant")
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-length", type=positive, default=512)
+    parser.add_argument("--threads", type=positive, default=2)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

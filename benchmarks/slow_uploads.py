@@ -98,7 +98,7 @@ def stored_job(url: str) -> str:
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--requests", type=positive, default=300, help="timed polls per scenario")
-    parser.add_argument("--uploads", type=int, default=16, help="clients uploading at 1 byte/s")
+    parser.add_argument("--uploads", type=positive, default=16, help="clients uploading at 1 byte/s")
     add_server_options(parser)
     args = parser.parse_args()
 

@@ -64,10 +64,12 @@ def sync_request(client: httpx.Client, query: str, documents: list[str]) -> Call
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--requests", type=positive, default=40, help="timed requests per scenario")
-    parser.add_argument("--documents", type=int, default=20)
-    parser.add_argument("--overnight-pairs", type=int, default=60_000, help="the low-priority job's size")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--task-pairs", type=int, default=256, help="RERANK_TASK_PAIRS of the worker")
+    parser.add_argument("--documents", type=positive, default=20)
+    parser.add_argument(
+        "--overnight-pairs", type=positive, default=60_000, help="the low-priority job's size"
+    )
+    parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument("--task-pairs", type=positive, default=256, help="RERANK_TASK_PAIRS of the worker")
     add_model_options(parser, shape="tiny")
     add_server_options(parser, redis_db=13)
     args = parser.parse_args()
