@@ -6,7 +6,9 @@ round and after each, and each job is set against the mean of the two engine run
 so a machine whose speed drifts between rounds touches both sides of every ratio. Prints the median
 of the rounds' ratios and each round's, for the whole job (submission to completed) and for its
 worker part alone (planned to completed: no upload, validation or stored documents). The client
-waits for each job by long polls (GET ?wait=), as a script should.
+waits for each job by long polls (GET ?wait=), as a script should. A third engine figure scores
+the pairs cut as the planner cuts the job (longest document first, --task-pairs a batch), one call
+a batch, before each round: what the job's batches cost the model without any database or queue.
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
@@ -42,19 +44,32 @@ from worker.engine import load_reranker
 DATABASE = "rerankq_pipeline_bench"
 
 
-def job_body(pairs: list[tuple[str, str]]) -> dict[str, object]:
-    """The pairs as a job: one query per distinct query text, its documents in order."""
+def by_query(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The documents of each distinct query text, in order: the job's queries."""
     documents: dict[str, list[str]] = defaultdict(list)
     for query, document in pairs:
         documents[query].append(document)
+    return documents
+
+
+def job_body(pairs: list[tuple[str, str]]) -> dict[str, object]:
+    """The pairs as a job: one query per distinct query text, its documents in order."""
     queries = [
         {"id": f"q{i}", "text": query, "documents": [{"id": f"d{j}", "text": t} for j, t in enumerate(texts)]}
-        for i, (query, texts) in enumerate(documents.items())
+        for i, (query, texts) in enumerate(by_query(pairs).items())
     ]
     # the engine's work exactly: no cleaning, no windows (documents are cut at max_length)
     # cache off: every job of a benchmark is scored (the score cache would answer a repeated one)
     options = {"chunking": {"enabled": False}, "clean_html": False, "cache": False}
     return {"queries": queries, "options": options}
+
+
+def planned_batches(pairs: list[tuple[str, str]], task_pairs: int) -> list[list[tuple[str, str]]]:
+    """The pairs of job_body's job cut as worker.batching cuts it: longest document (in characters)
+    first, ties in the order the job lists them, `task_pairs` a batch."""
+    listed = [(query, document) for query, documents in by_query(pairs).items() for document in documents]
+    ordered = sorted(listed, key=lambda pair: -len(pair[1]))  # stable: ties stay as listed
+    return [ordered[start : start + task_pairs] for start in range(0, len(ordered), task_pairs)]
 
 
 def seconds(job: dict[str, object], start: str, end: str) -> float:
@@ -118,16 +133,19 @@ def main() -> None:
     engine.score(pairs[:64])  # warm-up
     where = f"{args.threads} threads" if engine.device.type == "cpu" else str(engine.device)
 
-    def engine_alone() -> float:
+    planned = planned_batches(pairs, args.task_pairs)
+
+    def engine_alone(cut: list[list[tuple[str, str]]]) -> float:
         started = time.perf_counter()
-        engine.score(pairs, max_length=1024)
+        for part in cut:
+            engine.score(part, max_length=1024)
         return time.perf_counter() - started
 
     print(
-        "| model | pairs | worker batches in hand | engine alone "
-        "| whole pipeline (submit -> completed) | kept | worker alone (planned -> completed) | kept |"
+        "| model | pairs | worker batches in hand | engine alone | engine in the job's batches | "
+        "whole pipeline (submit -> completed) | kept | worker alone (planned -> completed) | kept |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with ExitStack() as stack:
         clients = {
             batches: stack.enter_context(stack_of(args, model, batches)) for batches in args.worker_batches
@@ -135,12 +153,18 @@ def main() -> None:
         jobs: dict[int, list[JobTimes]] = defaultdict(list)
         for client in clients.values():
             through_pipeline(client, pairs[:512])  # warm-up
-        alone = [engine_alone()]
+        alone, in_planned = [engine_alone([pairs])], []
         for _ in range(args.rounds):  # alternated, so a change in the machine's load touches every row
+            in_planned.append(engine_alone(planned))
             for batches, client in clients.items():
                 jobs[batches].append(through_pipeline(client, pairs))
-            alone.append(engine_alone())
+            alone.append(engine_alone([pairs]))
     engine_rate = args.pairs / median(alone)
+    planned_kept, planned_rounds = kept(alone, in_planned)
+    engine_columns = (
+        f"| {engine_rate:,.1f} pairs/s | {args.pairs / median(in_planned):,.1f} pairs/s "
+        f"({planned_kept:.0%} of alone; rounds: {planned_rounds}) "
+    )
     for batches in args.worker_batches:
         whole, worker = [job.whole for job in jobs[batches]], [job.worker for job in jobs[batches]]
         plan = median(job.planning for job in jobs[batches])
@@ -148,7 +172,7 @@ def main() -> None:
         (whole_kept, whole_rounds), (worker_kept, worker_rounds) = kept(alone, whole), kept(alone, worker)
         print(
             f"| random {args.shape}, {precision}, {where}, {args.task_pairs} pairs/task | {args.pairs:,} "
-            f"| {batches} | {engine_rate:,.1f} pairs/s "
+            f"| {batches} {engine_columns}"
             f"| {args.pairs / median(whole):,.1f} pairs/s ({median(whole):.1f} s; planning {plan:.1f} s) "
             f"| {whole_kept:.0%} (rounds: {whole_rounds}) "
             f"| {args.pairs / median(worker):,.1f} pairs/s ({median(worker):.1f} s) "

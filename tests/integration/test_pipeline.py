@@ -8,13 +8,16 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from tests.integration.helpers import job_spec, limits, results, run_all, submit
+from benchmarks.common import make_pairs
+from benchmarks.pipeline import job_body, planned_batches
+from tests.integration.helpers import TINY, job_spec, limits, results, run_all, submit
 from worker import batch_store, leases, pipeline, service
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.leases import Lease
 from worker.lifecycle import BatchStatus
-from worker.models import Batch, BatchDocument, Document, Result
+from worker.models import Batch, BatchDocument, Document, Query, Result
+from worker.spec import JobSpec
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
@@ -155,6 +158,25 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
     assert all(min(a) >= max(b) for a, b in itertools.pairwise(by_batch))  # longest first
     queued = session.scalars(select(Batch.status).where(Batch.job_id == job_id).order_by(Batch.number)).all()
     assert queued == ["queued", "queued"] + ["pending"] * 4  # only queued_batches of them are on the queue
+
+
+def test_the_pipeline_benchmark_cuts_a_job_as_the_planner_does(session: Session) -> None:
+    """benchmarks.pipeline times the engine over the job's batches: they must be the planner's,
+    pair for pair (ties in length included: the synthetic pairs have many)."""
+    pairs = make_pairs(300, seed=5)
+    spec = JobSpec.model_validate(job_body(pairs))
+    job_id = str(service.submit_job(session, spec, TINY).id)
+    pipeline.plan_job(session, job_id, limits(task_pairs=64))
+    rows = session.execute(
+        select(Batch.number, Query.text, Document.text)
+        .join(BatchDocument, BatchDocument.batch_id == Batch.id)
+        .join(Document, Document.id == BatchDocument.document_id)
+        .join(Query, Query.id == Document.query_id)
+        .where(Batch.job_id == job_id)
+        .order_by(Batch.number)
+    ).all()
+    planned = [sorted((query, document) for n, query, document in rows if n == number) for number in range(5)]
+    assert planned == [sorted(batch) for batch in planned_batches(pairs, 64)]
 
 
 def test_a_large_job_refreshes_statistics_when_done(
