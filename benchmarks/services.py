@@ -2,6 +2,7 @@
 and CPU workers as subprocesses, stopped on exit."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 from benchmarks.killable import free_port
 
@@ -64,7 +66,8 @@ def services(
 ) -> Iterator[tuple[httpx.Client, int]]:
     """Migrate, start the API and `workers` workers on `device` (each with `worker_threads` torch
     threads); yield an HTTP client of the API and the API's process id. The queue is this
-    process's own unless `env` names one (two stacks side by side)."""
+    process's own unless `env` names one (two stacks side by side); its keys in Redis are deleted
+    when the stack stops, and the processes' logs too unless the body failed (they say why)."""
     env = {**os.environ, "RERANK_QUEUE": f"bench-{os.getpid()}", **env}
     subprocess.run([*RERANKQ, "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
@@ -96,6 +99,16 @@ def services(
             process.terminate()
         for process in [api, *pool]:
             process.wait(30)
+        delete_queue_keys(env["RERANK_BROKER_URL"], env["RERANK_QUEUE"])
+    shutil.rmtree(logs)
+
+
+def delete_queue_keys(redis_url: str, queue: str) -> None:
+    """Delete, by key, every Redis key naming `queue` (its lists and kombu's bindings): a shared
+    Redis is left as found, other queues' keys untouched (no FLUSH)."""
+    with redis.Redis.from_url(redis_url) as client:
+        if keys := list(client.scan_iter(match=f"*{queue}*", count=1000)):
+            client.delete(*keys)
 
 
 def wait_listening(client: httpx.Client) -> None:

@@ -53,11 +53,9 @@ def services_up() -> Iterator[None]:
             f"unreachable: {', '.join(down)}; start them with `docker compose up -d redis postgres`", 3
         )
     yield
-    import redis
+    from benchmarks.services import delete_queue_keys
 
-    with redis.Redis.from_url(REDIS_URL) as client:
-        if keys := list(client.scan_iter(match=f"*{QUEUE}*", count=1000)):
-            client.delete(*keys)
+    delete_queue_keys(REDIS_URL, QUEUE)
 
 
 def _fresh_postgres() -> str:
