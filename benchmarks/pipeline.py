@@ -7,8 +7,11 @@ so a machine whose speed drifts between rounds touches both sides of every ratio
 of the rounds' ratios and each round's, for the whole job (submission to completed) and for its
 worker part alone (planned to completed: no upload, validation or stored documents). The client
 waits for each job by long polls (GET ?wait=), as a script should. A third engine figure scores
-the pairs cut as the planner cuts the job (longest document first, --task-pairs a batch), one call
-a batch, before each round: what the job's batches cost the model without any database or queue.
+the pairs cut into the batches the planner cut that round's job into (read back from the job's
+database), one call a batch, right after the round's jobs: what the job's batches cost the model
+without any database or queue. The workers cut batches by time (RERANK_TASK_SECONDS, the default
+0.5 s; --task-seconds 0: --task-pairs a batch), so the rounds start once the warm-up job has given
+every worker a pace (GET /v1/workers).
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
@@ -17,6 +20,7 @@ Creates (and drops) the databases `<--database>_N` (N: worker batches; default
 `rerankq_pipeline_bench_N`), or fresh SQLite files beside --sqlite."""
 
 import argparse
+import itertools
 import os
 import time
 from collections import defaultdict
@@ -29,6 +33,7 @@ from statistics import median
 
 import httpx
 import torch
+from sqlalchemy import select
 
 from benchmarks.common import (
     add_model_options,
@@ -39,7 +44,9 @@ from benchmarks.common import (
     random_model,
 )
 from benchmarks.services import drop_database, fresh_database, services, wait_for
+from worker.db import session_scope
 from worker.engine import load_reranker
+from worker.models import Batch, BatchDocument, Document, Query
 
 DATABASE = "rerankq_pipeline_bench"
 
@@ -64,12 +71,21 @@ def job_body(pairs: list[tuple[str, str]]) -> dict[str, object]:
     return {"queries": queries, "options": options}
 
 
-def planned_batches(pairs: list[tuple[str, str]], task_pairs: int) -> list[list[tuple[str, str]]]:
-    """The pairs of job_body's job cut as worker.batching cuts it: longest document (in characters)
-    first, ties in the order the job lists them, `task_pairs` a batch."""
-    listed = [(query, document) for query, documents in by_query(pairs).items() for document in documents]
-    ordered = sorted(listed, key=lambda pair: -len(pair[1]))  # stable: ties stay as listed
-    return [ordered[start : start + task_pairs] for start in range(0, len(ordered), task_pairs)]
+def job_batches(database_url: str, job_id: str) -> list[list[tuple[str, str]]]:
+    """A job's (query, document) pairs as its plan cut them, one list a batch, in the batches' order."""
+    with session_scope(database_url) as session:
+        rows = session.execute(
+            select(Batch.number, Query.text, Document.text)
+            .join(BatchDocument, BatchDocument.batch_id == Batch.id)
+            .join(Document, Document.id == BatchDocument.document_id)
+            .join(Query, Query.id == Document.query_id)
+            .where(Batch.job_id == job_id)
+            .order_by(Batch.number, Document.id)
+        ).all()
+    return [
+        [(query, text) for _, query, text in batch]
+        for _, batch in itertools.groupby(rows, lambda row: row[0])
+    ]
 
 
 def seconds(job: dict[str, object], start: str, end: str) -> float:
@@ -81,9 +97,18 @@ class JobTimes:
     """Seconds of one job: from submission to completed (the client's clock), from created to
     planned, and from planned to completed (the job's own timestamps)."""
 
+    job_id: str
     whole: float
     planning: float
     worker: float
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The API's client of one stack and its job store."""
+
+    client: httpx.Client
+    database_url: str
 
 
 def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> JobTimes:
@@ -94,7 +119,19 @@ def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> JobT
     assert done["status"] == "completed", done
     whole = time.perf_counter() - started
     planning, worker = seconds(done, "created_at", "started_at"), seconds(done, "started_at", "finished_at")
-    return JobTimes(whole, planning, worker)
+    return JobTimes(str(job["id"]), whole, planning, worker)
+
+
+def wait_for_paces(client: httpx.Client, timeout: float = 120) -> None:
+    """Until every live worker has published its pace (its first heartbeat after a batch)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = [w for w in client.get("/v1/workers").json()["workers"] if w["live"]]
+        if workers and all(w["characters_per_second"] for w in workers):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no pace from every worker in {timeout:.0f}s: {workers}")
+        time.sleep(0.5)
 
 
 def kept(alone: list[float], runs: list[float]) -> tuple[float, str]:
@@ -111,6 +148,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N, engine and worker alike")
     parser.add_argument("--dtype", default="auto", help="auto | fp32 | fp16 | bf16, engine and worker alike")
     parser.add_argument("--sqlite", type=Path, help="a SQLite file (recreated) instead of PostgreSQL")
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=0.5,
+        help="RERANK_TASK_SECONDS of the worker (0: --task-pairs a task)",
+    )
     parser.add_argument("--task-pairs", type=positive, default=256, help="RERANK_TASK_PAIRS of the worker")
     parser.add_argument(
         "--worker-batches",
@@ -132,8 +175,7 @@ def main() -> None:
     precision = str(engine.dtype).removeprefix("torch.")
     engine.score(pairs[:64])  # warm-up
     where = f"{args.threads} threads" if engine.device.type == "cpu" else str(engine.device)
-
-    planned = planned_batches(pairs, args.task_pairs)
+    task = f"{args.task_seconds} s/task" if args.task_seconds else f"{args.task_pairs} pairs/task"
 
     def engine_alone(cut: list[list[tuple[str, str]]]) -> float:
         started = time.perf_counter()
@@ -147,23 +189,29 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with ExitStack() as stack:
-        clients = {
+        stacks = {
             batches: stack.enter_context(stack_of(args, model, batches)) for batches in args.worker_batches
         }
         jobs: dict[int, list[JobTimes]] = defaultdict(list)
-        for client in clients.values():
-            through_pipeline(client, pairs[:512])  # warm-up
-        alone, in_planned = [engine_alone([pairs])], []
+        for each in stacks.values():
+            through_pipeline(each.client, pairs[:2048])  # warm-up, and the workers' first pace
+            if args.task_seconds:
+                wait_for_paces(each.client)
+        alone, in_planned, cut_sizes = [engine_alone([pairs])], [], []
+        first = args.worker_batches[0]
         for _ in range(args.rounds):  # alternated, so a change in the machine's load touches every row
-            in_planned.append(engine_alone(planned))
-            for batches, client in clients.items():
-                jobs[batches].append(through_pipeline(client, pairs))
+            for batches, each in stacks.items():
+                jobs[batches].append(through_pipeline(each.client, pairs))
+            cut = job_batches(stacks[first].database_url, jobs[first][-1].job_id)
+            cut_sizes.append(len(cut))
+            in_planned.append(engine_alone(cut))
             alone.append(engine_alone([pairs]))
     engine_rate = args.pairs / median(alone)
     planned_kept, planned_rounds = kept(alone, in_planned)
     engine_columns = (
         f"| {engine_rate:,.1f} pairs/s | {args.pairs / median(in_planned):,.1f} pairs/s "
-        f"({planned_kept:.0%} of alone; rounds: {planned_rounds}) "
+        f"({planned_kept:.0%} of alone; rounds: {planned_rounds}; "
+        f"batches: {' '.join(map(str, cut_sizes))}) "
     )
     for batches in args.worker_batches:
         whole, worker = [job.whole for job in jobs[batches]], [job.worker for job in jobs[batches]]
@@ -171,7 +219,7 @@ def main() -> None:
         # each round's own ratio too: this machine's speed drifts by 20 % and more between rounds
         (whole_kept, whole_rounds), (worker_kept, worker_rounds) = kept(alone, whole), kept(alone, worker)
         print(
-            f"| random {args.shape}, {precision}, {where}, {args.task_pairs} pairs/task | {args.pairs:,} "
+            f"| random {args.shape}, {precision}, {where}, {task} | {args.pairs:,} "
             f"| {batches} {engine_columns}"
             f"| {args.pairs / median(whole):,.1f} pairs/s ({median(whole):.1f} s; planning {plan:.1f} s) "
             f"| {whole_kept:.0%} (rounds: {whole_rounds}) "
@@ -184,24 +232,28 @@ def main() -> None:
 
 
 @contextmanager
-def stack_of(args: argparse.Namespace, model: Path, batches: int) -> Iterator[httpx.Client]:
+def stack_of(args: argparse.Namespace, model: Path, batches: int) -> Iterator[Stack]:
     """API and one worker holding `batches` tasks, on a store and a queue of their own."""
     sqlite = args.sqlite.with_suffix(f".{batches}.db") if args.sqlite else None
     if sqlite:
         sqlite.unlink(missing_ok=True)
-    env = {
-        "RERANK_DATABASE_URL": f"sqlite:///{sqlite.resolve()}"
+    database_url = (
+        f"sqlite:///{sqlite.resolve()}"
         if sqlite
-        else fresh_database(args.postgres, f"{args.database}_{batches}"),
+        else fresh_database(args.postgres, f"{args.database}_{batches}")
+    )
+    env = {
+        "RERANK_DATABASE_URL": database_url,
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
         "RERANK_DTYPE": args.dtype,
+        "RERANK_TASK_SECONDS": str(args.task_seconds),
         "RERANK_TASK_PAIRS": str(args.task_pairs),
         "RERANK_WORKER_BATCHES": str(batches),
         "RERANK_QUEUE": f"bench-{os.getpid()}-{batches}",
     }
     with services(env, workers=1, worker_threads=args.threads, device=args.device) as (client, _):
-        yield client
+        yield Stack(client, database_url)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,34 @@ SNAPSHOT = Table(
 )
 
 # Pairs numbered longest document first; a collection document's pairs (one per query) stay
-# together, so a batch tokenizes and chunks each document once for all its queries.
+# together, so a batch tokenizes and chunks each document once for all its queries. A pair's batch
+# is its place in that order over the pairs a batch holds; cut by characters too, plus the
+# characters before it over the characters a batch holds: a batch ends wherever either count
+# crosses a multiple of its limit (numbers may skip: a pair longer than a batch's characters).
 _NUMBER = """
     INSERT INTO planned_pairs ({columns}, number)
-    SELECT {selected}, (row_number() OVER (ORDER BY length({text}) DESC, {order}) - 1) / :task_pairs
+    SELECT {selected}, {number}
     FROM {pairs} d {joins}
     {where}
+    WINDOW w AS (ORDER BY length({text}) DESC, {order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 """
+_BY_PAIRS = "(row_number() OVER w - 1) / :pairs"
+_BY_CHARACTERS = "(sum(length({text})) OVER w - length({text})) / :characters"
+
+
+@dataclass(frozen=True)
+class Cut:
+    """How a plan cuts a job's pairs into batches: at most `pairs` a batch, and, when `characters`
+    is set, pairs starting within one span of that many document characters (so a batch holds
+    at most that many, plus its last pair)."""
+
+    pairs: int
+    characters: int | None = None
+
+    def __str__(self) -> str:
+        if self.characters is None:
+            return f"{self.pairs} pairs"
+        return f"{self.characters} characters (at most {self.pairs} pairs)"
 
 
 @dataclass(frozen=True)
@@ -42,10 +63,21 @@ class _Pairs:
     columns: tuple[str, ...]
     order: str  # after the text's length: a stable order
 
-    def number(self, **parts: str) -> str:
+    def number(self, cut: Cut, text: str, **parts: str) -> str:
         names = ", ".join(self.columns)
         selected = ", ".join(f"d.{column}" for column in self.columns)
-        return _NUMBER.format(pairs=self.table, columns=names, selected=selected, order=self.order, **parts)
+        number = _BY_PAIRS
+        if cut.characters is not None:
+            number = f"{number} + {_BY_CHARACTERS.format(text=text)}"
+        return _NUMBER.format(
+            pairs=self.table,
+            columns=names,
+            selected=selected,
+            order=self.order,
+            number=number,
+            text=text,
+            **parts,
+        )
 
     def scratch(self) -> str:
         columns = "".join(f"{column} INTEGER, " for column in self.columns)
@@ -92,20 +124,21 @@ def create_snapshot(session: Session) -> None:
     SNAPSHOT.create(session.connection())
 
 
-def plan_batches(session: Session, job: Job, key: str | None, task_pairs: int) -> int:
+def plan_batches(session: Session, job: Job, key: str | None, cut: Cut) -> int:
     """Split a job's pairs that the cache holds no entry for under `key` (all of them without a
-    key) into pending batches of at most `task_pairs`, longest first; how many pairs that is. The
+    key) into pending batches as `cut` says, longest first; how many pairs that is. The
     others are left without a batch: the cached pairs (see worker.ranking). A collection job's
     rows are written here, from its snapshot."""
     pairs = score_cache.pair_sql(job)
     snapshot = job.collection_id is not None
     kind = _SNAPSHOT if snapshot else _OWN
-    params = {"job_id": job.id, "task_pairs": task_pairs, "key": key}
+    params = {"job_id": job.id, "pairs": cut.pairs, "characters": cut.characters, "key": key}
     conditions = [] if snapshot else ["d.job_id = :job_id"]
     if key is not None:
         conditions.append("s.query_hash IS NULL")
     number = kind.number(
-        text=pairs.text,
+        cut,
+        pairs.text,
         joins=pairs.source if key is None else pairs.entries("LEFT"),
         where=f"WHERE {' AND '.join(conditions)}" if conditions else "",
     )

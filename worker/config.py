@@ -52,7 +52,22 @@ class Settings(BaseSettings):
     )
     max_length: int = Field(1024, ge=16, le=8192, description="Default tokens per (query, document) pair.")
     batch_tokens: int = Field(16384, ge=256, description="Padded tokens per forward pass.")
-    task_pairs: int = Field(256, ge=1, description="Pairs per Celery task (one batch row).")
+    task_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="Model time a Celery task (one batch row) aims at: a new job's batches are cut to"
+        " this many seconds of the slowest live worker's measured speed, so a synchronous request waits"
+        " about this long behind an overnight batch on any model and device (0: RERANK_TASK_PAIRS each).",
+    )
+    task_pairs: int = Field(
+        256,
+        ge=1,
+        description="Pairs per task while no live worker of the job's model has measured its speed"
+        " (and always with RERANK_TASK_SECONDS=0).",
+    )
+    task_max_pairs: int = Field(
+        4096, ge=1, description="Most pairs in a task cut by time, however fast the model."
+    )
     queue: str = Field("rerank", description="Celery queue that carries rerank work.")
     worker_batches: int = Field(
         2,

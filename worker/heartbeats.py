@@ -4,10 +4,11 @@ that no worker serves its model."""
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from worker.errors import is_connection_error
@@ -39,11 +40,12 @@ class SeenWorker:
     info: WorkerInfo
     last_seen: datetime
     live: bool
+    characters_per_second: float | None  # its pace (worker.pace), None before its first batch
 
 
-def beat(session: Session, info: WorkerInfo) -> None:
-    """Record that `info`'s worker is alive now."""
-    row = {**info.__dict__, "last_seen": utcnow()}
+def beat(session: Session, info: WorkerInfo, pace: float | None = None) -> None:
+    """Record that `info`'s worker is alive now, at `pace` characters a second."""
+    row = {**info.__dict__, "last_seen": utcnow(), "characters_per_second": pace}
     stmt = dialect_insert(session, Worker)
     written = {column: stmt.excluded[column] for column in row if column != "name"}
     session.execute(stmt.on_conflict_do_update(index_elements=[Worker.name], set_=written), [row])
@@ -69,6 +71,7 @@ def seen_workers(session: Session, timeout: float, within: timedelta = timedelta
             ),
             aware(row.last_seen),
             aware(row.last_seen) >= now - timedelta(seconds=timeout),
+            row.characters_per_second,
         )
         for row in rows
     ]
@@ -98,12 +101,25 @@ def serving(session: Session, model: str, timeout: float) -> ModelIdentity | Non
     return None if fingerprint is None else ModelIdentity(name, fingerprint, dtype)
 
 
-class Heartbeat:
-    """A daemon thread that beats every `every` seconds until stopped; a database outage only
-    skips beats (the worker looks dead meanwhile, which is what it is to the job store)."""
+def slowest_pace(session: Session, model: str, timeout: float) -> float | None:
+    """The lowest pace among the live workers of `model` (by either of its names) that have
+    measured one: a batch cut to it takes no longer than planned on whichever of them takes it."""
+    since = utcnow() - timedelta(seconds=timeout)
+    stmt = select(func.min(Worker.characters_per_second)).where(
+        or_(Worker.model == model, Worker.model_path == model), Worker.last_seen >= since
+    )
+    return session.execute(stmt).scalar_one()
 
-    def __init__(self, engine: Engine, info: WorkerInfo, every: float) -> None:
-        self._engine, self._info, self._every = engine, info, every
+
+class Heartbeat:
+    """A daemon thread that beats every `every` seconds until stopped, with the worker's `pace`
+    then; a database outage only skips beats (the worker looks dead meanwhile, which is what it is
+    to the job store)."""
+
+    def __init__(
+        self, engine: Engine, info: WorkerInfo, every: float, pace: Callable[[], float | None]
+    ) -> None:
+        self._engine, self._info, self._every, self._pace = engine, info, every, pace
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
@@ -119,7 +135,7 @@ class Heartbeat:
         while True:
             try:
                 with Session(self._engine) as session, session.begin():
-                    beat(session, self._info)
+                    beat(session, self._info, self._pace())
             except Exception as error:
                 if not is_connection_error(error):
                     raise

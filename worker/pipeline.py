@@ -31,6 +31,7 @@ from worker.leases import Lease
 from worker.lifecycle import JobStatus, Priority
 from worker.models import Job, utcnow
 from worker.overlap import InLine, ModelGate, alone
+from worker.pace import Pace, PassTimer
 from worker.score_cache import ModelIdentity
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
@@ -41,11 +42,14 @@ LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics
 
 @dataclass(frozen=True)
 class Limits:
-    """What one job may take: pairs per batch, batches of its tenant's share on the queue at once
-    (worker.turns), deliveries of a batch, windows read per document, seconds a claim on a batch
-    lasts without renewal."""
+    """What one job may take: the model seconds a batch aims at (0: a fixed number of pairs),
+    pairs per batch while no worker's pace is known (or always) and at most, batches of its
+    tenant's share on the queue at once (worker.turns), deliveries of a batch, windows read per
+    document, seconds a claim on a batch lasts without renewal."""
 
+    task_seconds: float
     task_pairs: int
+    task_max_pairs: int
     queued_batches: int
     max_attempts: int
     max_windows: int
@@ -55,7 +59,9 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
         return cls(
+            settings.task_seconds,
             settings.task_pairs,
+            settings.task_max_pairs,
             settings.tenant_queued_batches,
             settings.max_attempts,
             settings.max_windows,
@@ -103,12 +109,19 @@ def plan_job(session: Session, job_id: str, limits: Limits, own: ModelIdentity |
         key = _cache_key(session, job, limits, own)
         if key is not None:
             score_cache.hold_for_plan(session)
-        batched = batching.plan_batches(session, job, key, limits.task_pairs)
+        cut = _cut(session, job, limits)
+        batched = batching.plan_batches(session, job, key, cut)
         cached = job.total_pairs - batched
         if key is not None:
             score_cache.reuse(session, job, key, cached)
         store.transition(session, job_id, JobStatus.running)
-        log.info("job %s planned: %d pairs, %d of them from the cache", job_id, job.total_pairs, cached)
+        log.info(
+            "job %s planned: %d pairs, %d of them from the cache; batches of %s",
+            job_id,
+            job.total_pairs,
+            cached,
+            cut,
+        )
         if job.done_pairs >= job.total_pairs:  # nothing left to score: no batch would finish it
             session.commit()
             return Followups([], job_id, job.model)
@@ -129,13 +142,14 @@ def score_batch(
     limits: Limits,
     holder: str = "local",
     gate: ModelGate | None = None,
+    pace: Pace | None = None,
 ) -> Followups:
     """Score one batch under a lease held by `holder` and store its results; then release the job's
     next batch, or hand back the job to finalize once its last batch is finished. A batch claimed
     more than `limits.max_attempts` times is marked failed (a batch that kills its worker must not
     loop forever). A database outage is raised, never recorded as the batch's failure. With a
     `gate`, the forward passes wait their turn among the batches this process holds, by the job's
-    priority."""
+    priority; with a `pace`, their time is recorded in it."""
     lease = Lease(holder, limits.lease_seconds)
     claim = leases.claim_batch(session, batch_id, lease)  # committed with the read of its pairs
     if claim is None:  # finished, or held by a live worker: only the follow-ups are left
@@ -151,7 +165,7 @@ def score_batch(
         try:
             options = JobOptions.model_validate(job.options)
             in_line = gate.line(Priority(job.priority)) if gate else alone
-            _score(session, batch_id, job, reranker, options, limits.max_windows, lease, in_line)
+            _score(session, batch_id, job, reranker, options, limits.max_windows, lease, in_line, pace)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             if is_connection_error(error):
                 raise
@@ -168,6 +182,16 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
     job = store.get_job(session, job_id)
     finalize = job_id if _all_scored(session, job_id) else None
     return Followups(turns.release_batches(session, job_id, limits.queued_batches), finalize, job.model)
+
+
+def _cut(session: Session, job: Job, limits: Limits) -> batching.Cut:
+    """Batches of `limits.task_seconds` at the slowest live worker's pace, so one takes about that
+    long wherever it runs (a synchronous request waits behind one); of `limits.task_pairs` pairs
+    while no worker of the job's model has measured its pace."""
+    pace = heartbeats.slowest_pace(session, job.model, limits.worker_timeout) if limits.task_seconds else None
+    if pace is None:
+        return batching.Cut(limits.task_pairs)
+    return batching.Cut(limits.task_max_pairs, max(1, round(pace * limits.task_seconds)))
 
 
 def _cache_key(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> str | None:
@@ -196,6 +220,7 @@ def _score(
     max_windows: int,
     lease: Lease,
     in_line: InLine,
+    pace: Pace | None,
 ) -> None:
     job_id = job.id
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
@@ -207,7 +232,10 @@ def _score(
     # writes lock the batch row
     with leases.renewing(bind, batch_id, lease):
         pairs = [(pair.query, pair.document) for pair in rows]
-        scored = score_pairs(reranker, pairs, options, max_windows, in_line)
+        timer = PassTimer(in_line)
+        scored = score_pairs(reranker, pairs, options, max_windows, timer.line)
+    if pace is not None:
+        pace.record(sum(len(pair.document) for pair in rows), timer.seconds)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         batch_store.skip_batch(session, batch_id, job_id)
         return
@@ -303,6 +331,7 @@ def run_job(
     on_batch: Callable[[], None] = lambda: None,
     holder: str = "local",
     gate: ModelGate | None = None,
+    pace: Pace | None = None,
 ) -> bool:
     """Every step of a job in this process, in the order a worker meets them (no broker):
     `rerankq run`, a worker's synchronous jobs and the tests use it. True when this call closed
@@ -310,7 +339,7 @@ def run_job(
     planned = plan_job(session, job_id, limits, identity_of(reranker))
     queued, last = deque(planned.batches), planned.finalize
     while queued:
-        followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate)
+        followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate, pace)
         queued.extend(followups.batches)
         session.commit()
         on_batch()

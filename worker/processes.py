@@ -76,7 +76,8 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
         identity.fingerprint,
     )
     log.info("serving model %s (loaded from %s) on queues %s", info.model, info.model_path, info.queue)
-    heartbeat = Heartbeat(get_engine(settings.database_url), info, settings.heartbeat_seconds).start()
+    engine = get_engine(settings.database_url)
+    heartbeat = Heartbeat(engine, info, settings.heartbeat_seconds, tasks.pace.characters_per_second).start()
     reconcile_once(settings, tasks.queue, starting=tasks.name)
     try:
         tasks.app.worker_main(

@@ -319,7 +319,12 @@ def job_view(session: Session, job: Job, stalls: StallCheck | None = None) -> Jo
 def list_workers(session: Session, worker_timeout: float) -> list[WorkerOut]:
     """Workers seen in the last day, newest first, with what they serve and whether they are live."""
     return [
-        WorkerOut(**seen.info.__dict__, last_seen=seen.last_seen, live=seen.live)
+        WorkerOut(
+            **seen.info.__dict__,
+            last_seen=seen.last_seen,
+            live=seen.live,
+            characters_per_second=seen.characters_per_second,
+        )
         for seen in heartbeats.seen_workers(session, worker_timeout)
     ]
 

@@ -16,6 +16,7 @@ from worker.engine import Reranker, load_configured
 from worker.errors import is_connection_error
 from worker.lifecycle import Priority
 from worker.overlap import InHand, ModelGate
+from worker.pace import Pace
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCHEDULES_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
 
@@ -49,7 +50,8 @@ class Tasks:
     """A worker's tasks over one Settings: registered on the Celery app `app`, which the worker
     runs; the model is loaded once (eagerly by `rerankq worker`); `name` holds its leases. Tasks
     may run on several threads at once (RERANK_WORKER_BATCHES): `gate` gives them the model in
-    turn, by priority, and `in_hand` keeps a batch from being scored twice at once."""
+    turn, by priority, `in_hand` keeps a batch from being scored twice at once, and `pace` times
+    their forward passes (heartbeats publish it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -59,6 +61,7 @@ class Tasks:
         self.name = leases.new_holder_name()
         self.gate = ModelGate()
         self.in_hand = InHand()
+        self.pace = Pace()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
@@ -80,8 +83,15 @@ class Tasks:
                 if job.synchronous and job.model in self.settings.model_aliases:
                     # A client waits: the whole job in this one task, so it meets at most one batch
                     # of other jobs in a worker's hands, not one per step (plan, each batch, finalize).
-                    run = pipeline.run_job
-                    if run(session, job_id, self.reranker, self.limits, holder=self.name, gate=self.gate):
+                    if pipeline.run_job(
+                        session,
+                        job_id,
+                        self.reranker,
+                        self.limits,
+                        holder=self.name,
+                        gate=self.gate,
+                        pace=self.pace,
+                    ):
                         self._finished(session, job_id)
                     return
                 own = (
@@ -98,7 +108,7 @@ class Tasks:
         def score() -> None:
             with session_scope(self.settings.database_url) as session:
                 followups = pipeline.score_batch(
-                    session, batch_id, self.reranker, self.limits, self.name, self.gate
+                    session, batch_id, self.reranker, self.limits, self.name, self.gate, self.pace
                 )
                 # enqueued before the release commits (see Followups)
                 self.queue.enqueue_batches(followups.batches, followups.model, priority)

@@ -125,6 +125,11 @@ class WorkerOut(BaseModel):
     fingerprint: str | None = Field(description="SHA-256 of the model's weights as loaded.")
     last_seen: datetime = Field(description="Its latest heartbeat.")
     live: bool = Field(description="Seen within RERANK_WORKER_TIMEOUT seconds.")
+    characters_per_second: float | None = Field(
+        description="Document characters its latest batches put through the model a second (forward"
+        " passes only; null before its first batch): new jobs' tasks are cut to RERANK_TASK_SECONDS of"
+        " the slowest live worker's."
+    )
 
 
 class LineError(BaseModel):

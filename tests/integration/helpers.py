@@ -109,8 +109,19 @@ def limits(
     max_windows: int = 128,
     lease_seconds: float = 30,
     worker_timeout: float = 45,
+    task_seconds: float = 0,
+    task_max_pairs: int = 4096,
 ) -> Limits:
-    return Limits(task_pairs, queued_batches, max_attempts, max_windows, lease_seconds, worker_timeout)
+    return Limits(
+        task_seconds,
+        task_pairs,
+        task_max_pairs,
+        queued_batches,
+        max_attempts,
+        max_windows,
+        lease_seconds,
+        worker_timeout,
+    )
 
 
 def results(session: Session, job_id: str, **kwargs: object) -> list[dict[str, object]]:

@@ -3,20 +3,23 @@ finalize, and the guarantees a re-delivered or crashing task relies on."""
 
 import itertools
 import math
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from benchmarks.common import make_pairs
-from benchmarks.pipeline import job_body, planned_batches
+from benchmarks.pipeline import job_batches, job_body
 from tests.integration.helpers import TINY, job_spec, limits, results, run_all, submit
-from worker import batch_store, leases, pipeline, service
+from worker import batch_store, heartbeats, leases, pipeline, service
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
+from worker.heartbeats import WorkerInfo
 from worker.leases import Lease
 from worker.lifecycle import BatchStatus
-from worker.models import Batch, BatchDocument, Document, Query, Result
+from worker.models import Batch, BatchDocument, Document, Result, Worker, utcnow
 from worker.spec import JobSpec
 
 
@@ -160,24 +163,58 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
     assert queued == ["queued", "queued"] + ["pending"] * 4  # only queued_batches of them are on the queue
 
 
-def test_the_pipeline_benchmark_cuts_a_job_as_the_planner_does(session: Session) -> None:
-    """benchmarks.pipeline times the engine over the job's batches: they must be the planner's,
-    pair for pair (ties in length included: the synthetic pairs have many)."""
+@pytest.fixture
+def beat(session: Session) -> Iterator[Callable[..., None]]:
+    """beat(name, pace, seen=timedelta(0)): a heartbeat of a worker of the tiny model, `seen` ago,
+    at `pace` characters a second; its row is deleted after the test (the database is shared)."""
+    names = []
+
+    def beat(name: str, pace: float | None, seen: timedelta = timedelta(0)) -> None:
+        info = WorkerInfo(name, TINY.model, TINY.model, "cpu", "float32", "q", datetime.now(UTC), None)
+        heartbeats.beat(session, info, pace)
+        session.execute(update(Worker).where(Worker.name == name).values(last_seen=utcnow() - seen))
+        session.commit()
+        names.append(name)
+
+    yield beat
+    session.rollback()
+    session.execute(delete(Worker).where(Worker.name.in_(names)))
+    session.commit()
+
+
+def test_batches_are_cut_to_the_slowest_live_workers_pace(
+    session: Session, db_url: str, beat: Callable[..., None]
+) -> None:
+    """Cut by time: each batch holds longest-first pairs starting within one span of the characters
+    task_seconds takes at the slowest live worker's pace (so its characters but its last pair's fit
+    in it), never more than task_max_pairs; a dead worker's pace and a worker without one do not
+    count. The pipeline benchmark reads the cut back (job_batches): every pair once."""
     pairs = make_pairs(300, seed=5)
-    spec = JobSpec.model_validate(job_body(pairs))
-    job_id = str(service.submit_job(session, spec, TINY).id)
-    pipeline.plan_job(session, job_id, limits(task_pairs=64))
-    rows = session.execute(
-        select(Batch.number, Query.text, Document.text)
-        .join(BatchDocument, BatchDocument.batch_id == Batch.id)
-        .join(Document, Document.id == BatchDocument.document_id)
-        .join(Query, Query.id == Document.query_id)
-        .where(Batch.job_id == job_id)
-        .order_by(Batch.number)
-    ).all()
-    numbers = sorted({number for number, _, _ in rows})
-    planned = [sorted((query, document) for n, query, document in rows if n == number) for number in numbers]
-    assert planned == [sorted(batch) for batch in planned_batches(pairs, 64)]
+    beat("fast", 40_000.0)
+    beat("slow", 20_000.0)
+    beat("new", None)
+    beat("dead", 1_000.0, seen=timedelta(minutes=5))
+    budget = 20_000 * 0.1  # characters a batch: the slow worker's 0.1 s
+    job_id = str(service.submit_job(session, JobSpec.model_validate(job_body(pairs)), TINY).id)
+    pipeline.plan_job(session, job_id, limits(task_pairs=4, task_seconds=0.1, task_max_pairs=12))
+    batches = job_batches(db_url, job_id)
+    assert sorted(pair for batch in batches for pair in batch) == sorted(pairs)
+    lengths = [[len(document) for _, document in batch] for batch in batches]
+    assert all(min(a) >= max(b) for a, b in itertools.pairwise(lengths))  # longest first
+    assert all(len(batch) <= 12 for batch in lengths)
+    assert all(sum(batch) - batch[-1] < budget for batch in lengths)
+    assert any(4 < len(batch) < 12 for batch in lengths)  # cut by characters, not RERANK_TASK_PAIRS
+    assert len(lengths) <= sum(map(sum, lengths)) // budget + 1 + 300 // 12  # a new batch at each limit
+
+
+def test_batches_hold_task_pairs_until_a_worker_has_a_pace(
+    session: Session, db_url: str, beat: Callable[..., None]
+) -> None:
+    beat("new", None)
+    beat("dead", 1_000.0, seen=timedelta(minutes=5))
+    job_id = submit(session, queries=3, documents=7)
+    pipeline.plan_job(session, job_id, limits(task_pairs=4, task_seconds=0.1))
+    assert [len(batch) for batch in job_batches(db_url, job_id)] == [4, 4, 4, 4, 4, 1]
 
 
 def test_a_large_job_refreshes_statistics_when_done(

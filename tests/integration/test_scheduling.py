@@ -66,3 +66,39 @@ def test_jobs_of_equal_priority_take_turns(client: TestClient, db_url: str) -> N
     shared = during(finish_times(db_url, big), done)
     assert shared >= 10  # 20 batches of the second job interleaved with the big job's
     client.post(f"/v1/jobs/{big}/cancel")
+
+
+def batch_sizes(db_url: str, job_id: str) -> list[int]:
+    engine = create_engine(db_url)
+    with engine.connect() as db:
+        sizes = db.scalars(select(Batch.pairs).where(Batch.job_id == job_id).order_by(Batch.number)).all()
+    engine.dispose()
+    return list(sizes)
+
+
+def test_a_workers_pace_sizes_the_batches_of_later_jobs(
+    db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: Path
+) -> None:
+    """RERANK_TASK_SECONDS: a worker times its forward passes and its heartbeat publishes the pace
+    (GET /v1/workers); a job planned after that is cut to the characters 0.2 s takes at the slowest
+    live pace, not into RERANK_TASK_PAIRS (2 here: 40 batches for this job)."""
+    worker = start_own_worker(
+        db_url, f"{queue_for(db_url)}-paced", task_pairs="2", task_seconds="0.2", heartbeat_seconds="0.2"
+    )
+    with make_client(db_url, worker.queue, str(tiny_model)) as client:
+        first = client.post("/v1/jobs", json=job_body(queries=1, documents=40)).json()["id"]
+        assert wait_for(client, first)["status"] == "completed"
+        deadline = time.monotonic() + 30
+        while True:
+            (me,) = [
+                w for w in client.get("/v1/workers").json()["workers"] if w["queue"].startswith(worker.queue)
+            ]
+            if me["characters_per_second"] is not None:
+                break
+            assert time.monotonic() < deadline, me
+            time.sleep(0.1)
+        assert me["characters_per_second"] > 0
+        second = client.post("/v1/jobs", json=job_body(queries=2, documents=40)).json()["id"]
+        assert wait_for(client, second)["status"] == "completed"
+    sizes = batch_sizes(db_url, second)
+    assert sum(sizes) == 80 and max(sizes) > 2 and len(sizes) < 40
