@@ -43,7 +43,7 @@ from benchmarks.common import (
     positive,
     random_model,
 )
-from benchmarks.services import drop_database, fresh_database, services, wait_for
+from benchmarks.services import drop_database, fresh_database, services, wait_for, wait_for_paces
 from worker.db import session_scope
 from worker.engine import load_reranker
 from worker.models import Batch, BatchDocument, Document, Query
@@ -120,18 +120,6 @@ def through_pipeline(client: httpx.Client, pairs: list[tuple[str, str]]) -> JobT
     whole = time.perf_counter() - started
     planning, worker = seconds(done, "created_at", "started_at"), seconds(done, "started_at", "finished_at")
     return JobTimes(str(job["id"]), whole, planning, worker)
-
-
-def wait_for_paces(client: httpx.Client, timeout: float = 120) -> None:
-    """Until every live worker has published its pace (its first heartbeat after a batch)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        workers = [w for w in client.get("/v1/workers").json()["workers"] if w["live"]]
-        if workers and all(w["characters_per_second"] for w in workers):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no pace from every worker in {timeout:.0f}s: {workers}")
-        time.sleep(0.5)
 
 
 def kept(alone: list[float], runs: list[float]) -> tuple[float, str]:

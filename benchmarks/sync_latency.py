@@ -2,6 +2,9 @@
 one Celery worker and PostgreSQL: with the worker idle, and while a low-priority overnight job
 keeps it busy. Baseline: the model's own time for the same request (cleaning, windows and the
 engine, in this process, same model and threads). Prints p50/p95 of each and the differences.
+The overnight job is submitted once the worker has a pace (the idle requests give it one), so its
+batches are cut by time (RERANK_TASK_SECONDS, --task-seconds; 0: --task-pairs a batch): what a
+request waits behind is one of them.
 
     python -m benchmarks.sync_latency --requests 40
 
@@ -23,8 +26,8 @@ from benchmarks.common import (
     positive,
     random_model,
 )
-from benchmarks.pipeline import job_body
-from benchmarks.services import drop_database, fresh_database, services
+from benchmarks.pipeline import job_batches, job_body
+from benchmarks.services import drop_database, fresh_database, services, wait_for_paces
 from worker.engine import load_reranker
 from worker.scoring import score_pairs
 from worker.spec import JobOptions
@@ -69,6 +72,9 @@ def main() -> None:
         "--overnight-pairs", type=positive, default=60_000, help="the low-priority job's size"
     )
     parser.add_argument("--threads", type=positive, default=2)
+    parser.add_argument(
+        "--task-seconds", type=float, default=0.5, help="RERANK_TASK_SECONDS of the worker (0: --task-pairs)"
+    )
     parser.add_argument("--task-pairs", type=positive, default=256, help="RERANK_TASK_PAIRS of the worker")
     add_model_options(parser, shape="tiny")
     add_server_options(parser, redis_db=13)
@@ -85,10 +91,12 @@ def main() -> None:
     def model_only() -> object:
         return score_pairs(engine, request_pairs, options, 128)
 
+    database_url = fresh_database(args.postgres, DATABASE)
     env = {
-        "RERANK_DATABASE_URL": fresh_database(args.postgres, DATABASE),
+        "RERANK_DATABASE_URL": database_url,
         "RERANK_BROKER_URL": args.redis,
         "RERANK_MODEL": str(model),
+        "RERANK_TASK_SECONDS": str(args.task_seconds),
         "RERANK_TASK_PAIRS": str(args.task_pairs),
     }
     with services(env, workers=1, worker_threads=args.threads) as (client, _):
@@ -99,6 +107,8 @@ def main() -> None:
         model_alone, idle = zip(
             *(timed(model_only, 1) + timed(send, 1) for _ in range(args.requests)), strict=True
         )
+        if args.task_seconds:  # the overnight job is cut to the pace the requests gave the worker
+            wait_for_paces(client)
         overnight = {**job_body(make_pairs(args.overnight_pairs, seed=8)), "priority": "low"}
         job_id = client.post("/v1/jobs", json=overnight).json()["id"]
         while (job := client.get(f"/v1/jobs/{job_id}").json())["progress"]["done"] == 0:
@@ -106,15 +116,18 @@ def main() -> None:
         busy = timed(send, args.requests)
         job = client.get(f"/v1/jobs/{job_id}").json()
         client.post(f"/v1/jobs/{job_id}/cancel")
+        batches = [len(batch) for batch in job_batches(database_url, job_id)]
     drop_database(args.postgres, DATABASE)
     assert job["status"] == "running", f"the overnight job ended before the measurement did: {job}"
 
     base50, base95 = percentiles(list(model_alone))
+    rate = float(job["progress"]["pairs_per_second"])
+    task = f"{args.task_seconds} s/task" if args.task_seconds else f"{args.task_pairs} pairs/task"
     print(
         f"random {args.shape}, fp32, {args.threads} threads, {args.documents} documents per request, "
         f"{args.requests} requests per row; overnight job: {args.overnight_pairs:,} pairs at low priority, "
-        f"{args.task_pairs} pairs/task ({job['progress']['pairs_per_second']:,.0f} pairs/s, so about "
-        f"{args.task_pairs / job['progress']['pairs_per_second'] * 1000:,.0f} ms per batch), "
+        f"{task}: batches of {min(batches)}-{max(batches)} pairs, {statistics.mean(batches):,.0f} on average "
+        f"({rate:,.0f} pairs/s, so about {statistics.mean(batches) / rate * 1000:,.0f} ms per batch), "
         f"{job['progress']['done']:,} scored by the end of the busy row; requests sent back to back"
     )
     print("| scenario | p50 ms | p95 ms | p50 over the model's own p50 | p95 / model's own p95 |")
