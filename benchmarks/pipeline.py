@@ -11,7 +11,7 @@ the pairs cut into the batches the planner cut that round's job into (read back 
 database), one call a batch, right after the round's jobs: what the job's batches cost the model
 without any database or queue. The workers cut batches by time (RERANK_TASK_SECONDS, the default
 0.5 s; --task-seconds 0: --task-pairs a batch), so the rounds start once the warm-up job has given
-every worker a pace (GET /v1/workers).
+every worker a speed (GET /v1/workers).
 
     python -m benchmarks.pipeline --pairs 20000 --shape tiny
     python -m benchmarks.pipeline --device cuda --shape v2-m3 --sqlite /tmp/bench.db   # a GPU worker
@@ -43,7 +43,7 @@ from benchmarks.common import (
     positive,
     random_model,
 )
-from benchmarks.services import drop_database, fresh_database, services, wait_for, wait_for_paces
+from benchmarks.services import drop_database, fresh_database, services, wait_for, wait_for_speeds
 from worker.db import session_scope
 from worker.engine import load_reranker
 from worker.models import Batch, BatchDocument, Document, Query
@@ -182,9 +182,9 @@ def main() -> None:
         }
         jobs: dict[int, list[JobTimes]] = defaultdict(list)
         for each in stacks.values():
-            through_pipeline(each.client, pairs[:2048])  # warm-up, and the workers' first pace
+            through_pipeline(each.client, pairs[:2048])  # warm-up, and the workers' first speed
             if args.task_seconds:
-                wait_for_paces(each.client)
+                wait_for_speeds(each.client)
         alone, in_planned, cut_sizes = [engine_alone([pairs])], [], []
         first = args.worker_batches[0]
         for _ in range(args.rounds):  # alternated, so a change in the machine's load touches every row

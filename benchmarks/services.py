@@ -131,13 +131,13 @@ def wait_for(client: httpx.Client, job_id: str) -> dict[str, object]:
             return job
 
 
-def wait_for_paces(client: httpx.Client, timeout: float = 120) -> None:
-    """Until every live worker has published its pace (its first heartbeat after a batch)."""
+def wait_for_speeds(client: httpx.Client, timeout: float = 120) -> None:
+    """Until every live worker has published its speed (its first heartbeat after a batch)."""
     deadline = time.monotonic() + timeout
     while True:
         workers = [w for w in client.get("/v1/workers").json()["workers"] if w["live"]]
         if workers and all(w["characters_per_second"] for w in workers):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no pace from every worker in {timeout:.0f}s: {workers}")
+            raise TimeoutError(f"no speed from every worker in {timeout:.0f}s: {workers}")
         time.sleep(0.5)

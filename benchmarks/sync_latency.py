@@ -2,7 +2,7 @@
 one Celery worker and PostgreSQL: with the worker idle, and while a low-priority overnight job
 keeps it busy. Baseline: the model's own time for the same request (cleaning, windows and the
 engine, in this process, same model and threads). Prints p50/p95 of each and the differences.
-The overnight job is submitted once the worker has a pace (the idle requests give it one), so its
+The overnight job is submitted once the worker has a speed (the idle requests give it one), so its
 batches are cut by time (RERANK_TASK_SECONDS, --task-seconds; 0: --task-pairs a batch): what a
 request waits behind is one of them.
 
@@ -27,7 +27,7 @@ from benchmarks.common import (
     random_model,
 )
 from benchmarks.pipeline import job_batches, job_body
-from benchmarks.services import drop_database, fresh_database, services, wait_for_paces
+from benchmarks.services import drop_database, fresh_database, services, wait_for_speeds
 from worker.engine import load_reranker
 from worker.scoring import score_pairs
 from worker.spec import JobOptions
@@ -107,8 +107,8 @@ def main() -> None:
         model_alone, idle = zip(
             *(timed(model_only, 1) + timed(send, 1) for _ in range(args.requests)), strict=True
         )
-        if args.task_seconds:  # the overnight job is cut to the pace the requests gave the worker
-            wait_for_paces(client)
+        if args.task_seconds:  # the overnight job is cut to the speed the requests gave the worker
+            wait_for_speeds(client)
         overnight = {**job_body(make_pairs(args.overnight_pairs, seed=8)), "priority": "low"}
         job_id = client.post("/v1/jobs", json=overnight).json()["id"]
         while (job := client.get(f"/v1/jobs/{job_id}").json())["progress"]["done"] == 0:

@@ -40,12 +40,12 @@ class SeenWorker:
     info: WorkerInfo
     last_seen: datetime
     live: bool
-    characters_per_second: float | None  # its pace (worker.pace), None before its first batch
+    characters_per_second: float | None  # its speed (worker.speed), None before its first batch
 
 
-def beat(session: Session, info: WorkerInfo, pace: float | None = None) -> None:
-    """Record that `info`'s worker is alive now, at `pace` characters a second."""
-    row = {**info.__dict__, "last_seen": utcnow(), "characters_per_second": pace}
+def beat(session: Session, info: WorkerInfo, speed: float | None = None) -> None:
+    """Record that `info`'s worker is alive now, at `speed` characters a second."""
+    row = {**info.__dict__, "last_seen": utcnow(), "characters_per_second": speed}
     stmt = dialect_insert(session, Worker)
     written = {column: stmt.excluded[column] for column in row if column != "name"}
     session.execute(stmt.on_conflict_do_update(index_elements=[Worker.name], set_=written), [row])
@@ -101,8 +101,8 @@ def serving(session: Session, model: str, timeout: float) -> ModelIdentity | Non
     return None if fingerprint is None else ModelIdentity(name, fingerprint, dtype)
 
 
-def slowest_pace(session: Session, model: str, timeout: float) -> float | None:
-    """The lowest pace among the live workers of `model` (by either of its names) that have
+def slowest_speed(session: Session, model: str, timeout: float) -> float | None:
+    """The lowest speed among the live workers of `model` (by either of its names) that have
     measured one: a batch cut to it takes no longer than planned on whichever of them takes it."""
     since = utcnow() - timedelta(seconds=timeout)
     stmt = select(func.min(Worker.characters_per_second)).where(
@@ -112,14 +112,14 @@ def slowest_pace(session: Session, model: str, timeout: float) -> float | None:
 
 
 class Heartbeat:
-    """A daemon thread that beats every `every` seconds until stopped, with the worker's `pace`
+    """A daemon thread that beats every `every` seconds until stopped, with the worker's `speed`
     then; a database outage only skips beats (the worker looks dead meanwhile, which is what it is
     to the job store)."""
 
     def __init__(
-        self, engine: Engine, info: WorkerInfo, every: float, pace: Callable[[], float | None]
+        self, engine: Engine, info: WorkerInfo, every: float, speed: Callable[[], float | None]
     ) -> None:
-        self._engine, self._info, self._every, self._pace = engine, info, every, pace
+        self._engine, self._info, self._every, self._speed = engine, info, every, speed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
@@ -135,7 +135,7 @@ class Heartbeat:
         while True:
             try:
                 with Session(self._engine) as session, session.begin():
-                    beat(session, self._info, self._pace())
+                    beat(session, self._info, self._speed())
             except Exception as error:
                 if not is_connection_error(error):
                     raise

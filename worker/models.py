@@ -174,7 +174,7 @@ class Worker(Base):
     dtype: Mapped[str] = mapped_column(String(32))
     queue: Mapped[str] = mapped_column(String(1024))  # its batch queues, comma separated
     fingerprint: Mapped[str | None] = mapped_column(String(64))  # of the model's weights
-    characters_per_second: Mapped[float | None] = mapped_column(Float)  # its pace (worker.pace)
+    characters_per_second: Mapped[float | None] = mapped_column(Float)  # its speed (worker.speed)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 

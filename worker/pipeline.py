@@ -31,10 +31,10 @@ from worker.leases import Lease
 from worker.lifecycle import JobStatus, Priority
 from worker.models import Job, utcnow
 from worker.overlap import InLine, ModelGate, alone
-from worker.pace import Pace, PassTimer
 from worker.score_cache import ModelIdentity
 from worker.scoring import ScoredDocument, score_pairs
 from worker.spec import JobOptions
+from worker.speed import PassTimer, Speed
 
 log = logging.getLogger(__name__)
 LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics when it is done
@@ -43,7 +43,7 @@ LARGE_JOB_PAIRS = 10_000  # a job this large refreshes the database's statistics
 @dataclass(frozen=True)
 class Limits:
     """What one job may take: the model seconds a batch aims at (0: a fixed number of pairs),
-    pairs per batch while no worker's pace is known (or always) and at most, batches of its
+    pairs per batch while no worker's speed is known (or always) and at most, batches of its
     tenant's share on the queue at once (worker.turns), deliveries of a batch, windows read per
     document, seconds a claim on a batch lasts without renewal."""
 
@@ -142,14 +142,14 @@ def score_batch(
     limits: Limits,
     holder: str = "local",
     gate: ModelGate | None = None,
-    pace: Pace | None = None,
+    speed: Speed | None = None,
 ) -> Followups:
     """Score one batch under a lease held by `holder` and store its results; then release the job's
     next batch, or hand back the job to finalize once its last batch is finished. A batch claimed
     more than `limits.max_attempts` times is marked failed (a batch that kills its worker must not
     loop forever). A database outage is raised, never recorded as the batch's failure. With a
     `gate`, the forward passes wait their turn among the batches this process holds, by the job's
-    priority; with a `pace`, their time is recorded in it."""
+    priority; with a `speed`, their time is recorded in it."""
     lease = Lease(holder, limits.lease_seconds)
     claim = leases.claim_batch(session, batch_id, lease)  # committed with the read of its pairs
     if claim is None:  # finished, or held by a live worker: only the follow-ups are left
@@ -165,7 +165,7 @@ def score_batch(
         try:
             options = JobOptions.model_validate(job.options)
             in_line = gate.line(Priority(job.priority)) if gate else alone
-            _score(session, batch_id, job, reranker, options, limits.max_windows, lease, in_line, pace)
+            _score(session, batch_id, job, reranker, options, limits.max_windows, lease, in_line, speed)
         except Exception as error:  # a batch that cannot be scored must not leave its job hanging
             if is_connection_error(error):
                 raise
@@ -185,13 +185,15 @@ def _followups(session: Session, job_id: str, limits: Limits) -> Followups:
 
 
 def _cut(session: Session, job: Job, limits: Limits) -> batching.Cut:
-    """Batches of `limits.task_seconds` at the slowest live worker's pace, so one takes about that
+    """Batches of `limits.task_seconds` at the slowest live worker's speed, so one takes about that
     long wherever it runs (a synchronous request waits behind one); of `limits.task_pairs` pairs
-    while no worker of the job's model has measured its pace."""
-    pace = heartbeats.slowest_pace(session, job.model, limits.worker_timeout) if limits.task_seconds else None
-    if pace is None:
+    while no worker of the job's model has measured its speed."""
+    speed = (
+        heartbeats.slowest_speed(session, job.model, limits.worker_timeout) if limits.task_seconds else None
+    )
+    if speed is None:
         return batching.Cut(limits.task_pairs)
-    return batching.Cut(limits.task_max_pairs, max(1, round(pace * limits.task_seconds)))
+    return batching.Cut(limits.task_max_pairs, max(1, round(speed * limits.task_seconds)))
 
 
 def _cache_key(session: Session, job: Job, limits: Limits, own: ModelIdentity | None) -> str | None:
@@ -220,7 +222,7 @@ def _score(
     max_windows: int,
     lease: Lease,
     in_line: InLine,
-    pace: Pace | None,
+    speed: Speed | None,
 ) -> None:
     job_id = job.id
     started, tokens_before = time.perf_counter(), reranker.tokens_scored
@@ -234,8 +236,8 @@ def _score(
         pairs = [(pair.query, pair.document) for pair in rows]
         timer = PassTimer(in_line)
         scored = score_pairs(reranker, pairs, options, max_windows, timer.line)
-    if pace is not None:
-        pace.record(sum(len(pair.document) for pair in rows), timer.seconds)
+    if speed is not None:
+        speed.record(sum(len(pair.document) for pair in rows), timer.seconds)
     if store.lock_job_status(session, job_id) != JobStatus.running:  # cancelled while this batch ran
         batch_store.skip_batch(session, batch_id, job_id)
         return
@@ -331,7 +333,7 @@ def run_job(
     on_batch: Callable[[], None] = lambda: None,
     holder: str = "local",
     gate: ModelGate | None = None,
-    pace: Pace | None = None,
+    speed: Speed | None = None,
 ) -> bool:
     """Every step of a job in this process, in the order a worker meets them (no broker):
     `rerankq run`, a worker's synchronous jobs and the tests use it. True when this call closed
@@ -339,7 +341,7 @@ def run_job(
     planned = plan_job(session, job_id, limits, identity_of(reranker))
     queued, last = deque(planned.batches), planned.finalize
     while queued:
-        followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate, pace)
+        followups = score_batch(session, queued.popleft(), reranker, limits, holder, gate, speed)
         queued.extend(followups.batches)
         session.commit()
         on_batch()

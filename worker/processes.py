@@ -77,7 +77,7 @@ def run_worker(settings: Settings, loglevel: str, metrics_port: int | None = Non
     )
     log.info("serving model %s (loaded from %s) on queues %s", info.model, info.model_path, info.queue)
     engine = get_engine(settings.database_url)
-    heartbeat = Heartbeat(engine, info, settings.heartbeat_seconds, tasks.pace.characters_per_second).start()
+    heartbeat = Heartbeat(engine, info, settings.heartbeat_seconds, tasks.speed.characters_per_second).start()
     reconcile_once(settings, tasks.queue, starting=tasks.name)
     try:
         tasks.app.worker_main(

@@ -16,9 +16,9 @@ from worker.engine import Reranker, load_configured
 from worker.errors import is_connection_error
 from worker.lifecycle import Priority
 from worker.overlap import InHand, ModelGate
-from worker.pace import Pace
 from worker.pipeline import Limits
 from worker.queue import FINALIZE_TASK, PLAN_TASK, SCHEDULES_TASK, SCORE_TASK, WEBHOOK_TASK, JobQueue
+from worker.speed import Speed
 
 log = logging.getLogger(__name__)
 # The longest wait between two tries at an unreachable database: a try is one connection attempt,
@@ -50,7 +50,7 @@ class Tasks:
     """A worker's tasks over one Settings: registered on the Celery app `app`, which the worker
     runs; the model is loaded once (eagerly by `rerankq worker`); `name` holds its leases. Tasks
     may run on several threads at once (RERANK_WORKER_BATCHES): `gate` gives them the model in
-    turn, by priority, `in_hand` keeps a batch from being scored twice at once, and `pace` times
+    turn, by priority, `in_hand` keeps a batch from being scored twice at once, and `speed` times
     their forward passes (heartbeats publish it)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -61,7 +61,7 @@ class Tasks:
         self.name = leases.new_holder_name()
         self.gate = ModelGate()
         self.in_hand = InHand()
-        self.pace = Pace()
+        self.speed = Speed()
         self.app.task(name=PLAN_TASK, shared=False)(self.plan_job)
         self.app.task(name=SCORE_TASK, shared=False)(self.score_batch)
         self.app.task(name=FINALIZE_TASK, shared=False)(self.finalize_job)
@@ -90,7 +90,7 @@ class Tasks:
                         self.limits,
                         holder=self.name,
                         gate=self.gate,
-                        pace=self.pace,
+                        speed=self.speed,
                     ):
                         self._finished(session, job_id)
                     return
@@ -108,7 +108,7 @@ class Tasks:
         def score() -> None:
             with session_scope(self.settings.database_url) as session:
                 followups = pipeline.score_batch(
-                    session, batch_id, self.reranker, self.limits, self.name, self.gate, self.pace
+                    session, batch_id, self.reranker, self.limits, self.name, self.gate, self.speed
                 )
                 # enqueued before the release commits (see Followups)
                 self.queue.enqueue_batches(followups.batches, followups.model, priority)

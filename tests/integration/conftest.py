@@ -27,7 +27,7 @@ NOBODY_LISTENS = f"{QUEUE}-nobody-listens"  # no worker: jobs sent there stay qu
 # Before any worker module reads its Settings: the test broker and a queue of this run alone.
 os.environ["RERANK_BROKER_URL"] = REDIS_URL
 os.environ["RERANK_QUEUE"] = QUEUE
-# Batches of the RERANK_TASK_PAIRS each test sets: a worker's measured pace would otherwise resize
+# Batches of the RERANK_TASK_PAIRS each test sets: a worker's measured speed would otherwise resize
 # the batches of its later jobs (the tests of the cut by time set RERANK_TASK_SECONDS themselves).
 os.environ["RERANK_TASK_SECONDS"] = "0"
 

@@ -165,13 +165,13 @@ def test_planning_batches_every_pair_once_longest_first(session: Session) -> Non
 
 @pytest.fixture
 def beat(session: Session) -> Iterator[Callable[..., None]]:
-    """beat(name, pace, seen=timedelta(0)): a heartbeat of a worker of the tiny model, `seen` ago,
-    at `pace` characters a second; its row is deleted after the test (the database is shared)."""
+    """beat(name, speed, seen=timedelta(0)): a heartbeat of a worker of the tiny model, `seen` ago,
+    at `speed` characters a second; its row is deleted after the test (the database is shared)."""
     names = []
 
-    def beat(name: str, pace: float | None, seen: timedelta = timedelta(0)) -> None:
+    def beat(name: str, speed: float | None, seen: timedelta = timedelta(0)) -> None:
         info = WorkerInfo(name, TINY.model, TINY.model, "cpu", "float32", "q", datetime.now(UTC), None)
-        heartbeats.beat(session, info, pace)
+        heartbeats.beat(session, info, speed)
         session.execute(update(Worker).where(Worker.name == name).values(last_seen=utcnow() - seen))
         session.commit()
         names.append(name)
@@ -182,12 +182,12 @@ def beat(session: Session) -> Iterator[Callable[..., None]]:
     session.commit()
 
 
-def test_batches_are_cut_to_the_slowest_live_workers_pace(
+def test_batches_are_cut_to_the_slowest_live_workers_speed(
     session: Session, db_url: str, beat: Callable[..., None]
 ) -> None:
     """Cut by time: each batch holds longest-first pairs starting within one span of the characters
-    task_seconds takes at the slowest live worker's pace (so its characters but its last pair's fit
-    in it), never more than task_max_pairs; a dead worker's pace and a worker without one do not
+    task_seconds takes at the slowest live worker's speed (so its characters but its last pair's fit
+    in it), never more than task_max_pairs; a dead worker's speed and a worker without one do not
     count. The pipeline benchmark reads the cut back (job_batches): every pair once."""
     pairs = make_pairs(300, seed=5)
     beat("fast", 40_000.0)
@@ -207,7 +207,7 @@ def test_batches_are_cut_to_the_slowest_live_workers_pace(
     assert len(lengths) <= sum(map(sum, lengths)) // budget + 1 + 300 // 12  # a new batch at each limit
 
 
-def test_batches_hold_task_pairs_until_a_worker_has_a_pace(
+def test_batches_hold_task_pairs_until_a_worker_has_a_speed(
     session: Session, db_url: str, beat: Callable[..., None]
 ) -> None:
     beat("new", None)

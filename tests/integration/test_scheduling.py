@@ -79,11 +79,11 @@ def batch_sizes(db_url: str, job_id: str) -> list[int]:
 def test_a_workers_pace_sizes_the_batches_of_later_jobs(
     db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: Path
 ) -> None:
-    """RERANK_TASK_SECONDS: a worker times its forward passes and its heartbeat publishes the pace
+    """RERANK_TASK_SECONDS: a worker times its forward passes and its heartbeat publishes the speed
     (GET /v1/workers); a job planned after that is cut to the characters 0.2 s takes at the slowest
-    live pace, not into RERANK_TASK_PAIRS (2 here: 40 batches for this job)."""
+    live speed, not into RERANK_TASK_PAIRS (2 here: 40 batches for this job)."""
     worker = start_own_worker(
-        db_url, f"{queue_for(db_url)}-paced", task_pairs="2", task_seconds="0.2", heartbeat_seconds="0.2"
+        db_url, f"{queue_for(db_url)}-timed", task_pairs="2", task_seconds="0.2", heartbeat_seconds="0.2"
     )
     with make_client(db_url, worker.queue, str(tiny_model)) as client:
         first = client.post("/v1/jobs", json=job_body(queries=1, documents=40)).json()["id"]

@@ -1,4 +1,4 @@
-"""A worker's pace: document characters a second on the model, which sizes new jobs' batches
+"""A worker's speed: document characters a second on the model, which sizes new jobs' batches
 
 Revision ID: 0014
 Revises: 0013

@@ -1,10 +1,10 @@
-"""A worker's pace: forward passes timed without the waits for their turns, over its latest batches."""
+"""A worker's speed: forward passes timed without the waits for their turns, over its latest batches."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from worker.overlap import Turn
-from worker.pace import WINDOW, Pace, PassTimer
+from worker.speed import WINDOW, PassTimer, Speed
 
 
 class Clock:
@@ -38,13 +38,13 @@ def test_a_batch_is_timed_on_the_model_only() -> None:
 
 
 def test_pace_is_characters_a_second_over_the_latest_batches() -> None:
-    pace = Pace()
-    assert pace.characters_per_second() is None  # no batch yet: the planner cuts by pairs
-    pace.record(1000, 0.0)  # no forward pass: it says nothing of the model's speed
-    assert pace.characters_per_second() is None
-    pace.record(3000, 1.0)
-    pace.record(1000, 1.0)
-    assert pace.characters_per_second() == 2000.0
+    speed = Speed()
+    assert speed.characters_per_second() is None  # no batch yet: the planner cuts by pairs
+    speed.record(1000, 0.0)  # no forward pass: it says nothing of the model's speed
+    assert speed.characters_per_second() is None
+    speed.record(3000, 1.0)
+    speed.record(1000, 1.0)
+    assert speed.characters_per_second() == 2000.0
     for _ in range(WINDOW):  # the documents change: the older batches drop out
-        pace.record(100, 1.0)
-    assert pace.characters_per_second() == 100.0
+        speed.record(100, 1.0)
+    assert speed.characters_per_second() == 100.0

@@ -1,7 +1,7 @@
 """A worker's measured speed: the document characters its latest batches put through the model a
-second, forward passes only (a wait for the model's turn is not the model's time). Heartbeats
-publish it; the planner cuts a new job's batches to RERANK_TASK_SECONDS of the slowest live
-worker's pace (worker.batching), so a task takes about that long on a GPU and on a CPU alike."""
+second, counting the time their forward passes held the model, not their waits for a turn.
+Heartbeats publish it; the planner cuts a new job's batches to RERANK_TASK_SECONDS of the slowest live
+worker's speed (worker.batching), so a task takes about that long on a GPU and on a CPU alike."""
 
 import threading
 import time
@@ -11,10 +11,10 @@ from contextlib import contextmanager
 
 from worker.overlap import InLine, Turn
 
-WINDOW = 16  # batches the pace is taken over: recent enough to follow a change of documents
+WINDOW = 16  # batches the speed is taken over: recent enough to follow a change of documents
 
 
-class Pace:
+class Speed:
     """Characters and model seconds of the latest batches, recorded by the threads of one worker."""
 
     def __init__(self) -> None:
@@ -36,8 +36,8 @@ class Pace:
 
 
 class PassTimer:
-    """Stands a batch in line like `in_line` and adds up how long its forward passes held the
-    model, the waits for their turns left out."""
+    """Stands a batch in line like `in_line` and adds up how long it held the model's turns, the
+    waits for them left out."""
 
     def __init__(self, in_line: InLine, clock: Callable[[], float] = time.perf_counter) -> None:
         self._in_line, self._clock = in_line, clock
