@@ -5,6 +5,10 @@ peak memory (VmHWM) after ingest and after export, and the bytes each stored row
 
     python -m benchmarks.knowledge_base --documents 200000 --queries 5 --workers 2
     python -m benchmarks.knowledge_base --documents 200000 --worker-batches 1 2   # overlap off, then on
+    python -m benchmarks.knowledge_base --documents 24000 --task-seconds 0 0.5   # 256 pairs, then by time
+
+A job of batches cut by time (RERANK_TASK_SECONDS) is submitted once its workers have a speed: a
+2,000-pair job of its own documents goes first.
 
 It creates (and drops) the database `rerankq_bench` on the PostgreSQL server of --postgres."""
 
@@ -29,7 +33,14 @@ from benchmarks.common import (
     positive,
     random_model,
 )
-from benchmarks.services import drop_database, fresh_database, peak_rss_mb, services, wait_for
+from benchmarks.services import (
+    drop_database,
+    fresh_database,
+    peak_rss_mb,
+    services,
+    wait_for,
+    wait_for_speeds,
+)
 
 DATABASE = "rerankq_bench"
 NO_CACHE = {"cache": False}  # both jobs are scored: the score cache would answer the second from the first
@@ -114,9 +125,26 @@ def overnight_job(api: httpx.Client, collection: str, queries: list[dict[str, st
     ]
 
 
-def overlap(env: dict[str, str], batches: int) -> dict[str, str]:
-    """`env` for workers holding `batches` tasks each, on a queue of their own."""
-    return {**env, "RERANK_WORKER_BATCHES": str(batches), "RERANK_QUEUE": f"kb-{os.getpid()}-{batches}"}
+def workers_env(env: dict[str, str], batches: int, task_seconds: float) -> dict[str, str]:
+    """`env` for workers holding `batches` tasks each and cutting jobs into `task_seconds` tasks
+    (0: RERANK_TASK_PAIRS), on a queue of their own."""
+    queue = f"kb-{os.getpid()}-{batches}-{task_seconds:g}"
+    return {
+        **env,
+        "RERANK_WORKER_BATCHES": str(batches),
+        "RERANK_TASK_SECONDS": str(task_seconds),
+        "RERANK_QUEUE": queue,
+    }
+
+
+def give_speeds(api: httpx.Client, queue: str) -> None:
+    """A 2,000-pair job, then wait until every worker of `queue` has published its speed."""
+    warm = [{"id": f"d{i}", "text": text} for i, (_, text) in enumerate(make_pairs(2000, seed=6))]
+    job = api.post(
+        "/v1/jobs", json={"queries": [{"id": "warm", "text": "warm-up", "documents": warm}]}
+    ).json()
+    wait_for(api, job["id"])
+    wait_for_speeds(api, queue)
 
 
 def main() -> None:
@@ -125,6 +153,14 @@ def main() -> None:
     parser.add_argument("--queries", type=positive, default=5)
     parser.add_argument(
         "--workers", type=positive, default=2, help="CPU worker processes (one torch thread each)"
+    )
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="RERANK_TASK_SECONDS of the workers (0: RERANK_TASK_PAIRS a task); one job per value, after"
+        " each --worker-batches value",
     )
     parser.add_argument(
         "--worker-batches",
@@ -144,12 +180,13 @@ def main() -> None:
         "RERANK_MODEL": str(random_model(args.cache, "tiny")),
     }
     rows: list[tuple[str, str]] = []
+    runs = [(b, s) for b in dict.fromkeys(args.worker_batches) for s in dict.fromkeys(args.task_seconds)]
     with ExitStack() as stacks:
         apis = {  # the same database; each its own queue and workers, idle while another's job runs
-            batches: stacks.enter_context(services(overlap(env, batches), args.workers, worker_threads=1))
-            for batches in dict.fromkeys(args.worker_batches)
+            run: stacks.enter_context(services(workers_env(env, *run), args.workers, worker_threads=1))
+            for run in runs
         }
-        api, api_pid = apis[args.worker_batches[0]]
+        api, api_pid = apis[runs[0]]
         started = time.perf_counter()
         upload = api.post(
             "/v1/collections",
@@ -167,11 +204,20 @@ def main() -> None:
         queries = [
             {"id": f"q{i}", "text": query} for i, (query, _) in enumerate(make_pairs(args.queries, seed=3))
         ]
-        for batches in args.worker_batches:
-            job_rows = overnight_job(apis[batches][0], kb["id"], queries)
+        for batches, seconds in runs:
+            run_api = apis[batches, seconds][0]
+            if seconds:
+                give_speeds(run_api, workers_env(env, batches, seconds)["RERANK_QUEUE"])
+            job_rows = overnight_job(run_api, kb["id"], queries)
             job_id = job_rows.pop()[1]
-            label = f" ({args.workers} workers, {batches} batches in hand each)"
+            task = f"{seconds:g} s a task" if seconds else "256 pairs a task"
+            label = f" ({args.workers} workers, {batches} batches in hand each, {task})"
             rows += [(stage + label, value) for stage, value in job_rows]
+            with psycopg.connect(f"{args.postgres}/{DATABASE}") as db:
+                count, mean = db.execute(
+                    "SELECT count(*), avg(pairs) FROM batches WHERE job_id = %s", [job_id]
+                ).fetchone() or (0, 0)
+            rows.append((f"batches{label}", f"{count:,} of {mean:,.0f} pairs on average"))
 
         started = time.perf_counter()
         count = 0

@@ -131,11 +131,13 @@ def wait_for(client: httpx.Client, job_id: str) -> dict[str, object]:
             return job
 
 
-def wait_for_speeds(client: httpx.Client, timeout: float = 120) -> None:
-    """Until every live worker has published its speed (its first heartbeat after a batch)."""
+def wait_for_speeds(client: httpx.Client, queue: str = "", timeout: float = 120) -> None:
+    """Until every live worker (of `queue`, when given) has published its speed (its first
+    heartbeat after a batch)."""
     deadline = time.monotonic() + timeout
     while True:
-        workers = [w for w in client.get("/v1/workers").json()["workers"] if w["live"]]
+        listed = client.get("/v1/workers").json()["workers"]
+        workers = [w for w in listed if w["live"] and w["queue"].startswith(f"{queue}." if queue else "")]
         if workers and all(w["characters_per_second"] for w in workers):
             return
         if time.monotonic() > deadline:
