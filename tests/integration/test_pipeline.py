@@ -2,6 +2,7 @@
 finalize, and the guarantees a re-delivered or crashing task relies on."""
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,13 +15,15 @@ from benchmarks.common import make_pairs
 from benchmarks.pipeline import job_batches, job_body
 from tests.integration.helpers import TINY, job_spec, limits, results, run_all, submit
 from worker import batch_store, heartbeats, leases, pipeline, service
+from worker.config import Settings
 from worker.engine import Reranker
 from worker.errors import Conflict, InvalidInput, NotFound
 from worker.heartbeats import WorkerInfo
 from worker.leases import Lease
 from worker.lifecycle import BatchStatus
-from worker.models import Batch, BatchDocument, Document, Result, Worker, utcnow
-from worker.spec import JobSpec
+from worker.models import Batch, BatchDocument, CollectionDocument, Document, Result, Worker, utcnow
+from worker.spec import CollectionJobSpec, JobSpec
+from worker.uploads import CollectionUpload
 
 
 def test_job_runs_to_ranked_results(session: Session, reranker: Reranker) -> None:
@@ -199,12 +202,43 @@ def test_batches_are_cut_to_the_slowest_live_workers_speed(
     pipeline.plan_job(session, job_id, limits(task_pairs=4, task_seconds=0.1, task_max_pairs=12))
     batches = job_batches(db_url, job_id)
     assert sorted(pair for batch in batches for pair in batch) == sorted(pairs)
-    lengths = [[len(document) for _, document in batch] for batch in batches]
-    assert all(min(a) >= max(b) for a, b in itertools.pairwise(lengths))  # longest first
-    assert all(len(batch) <= 12 for batch in lengths)
-    assert all(sum(batch) - batch[-1] < budget for batch in lengths)
-    assert any(4 < len(batch) < 12 for batch in lengths)  # cut by characters, not RERANK_TASK_PAIRS
-    assert len(lengths) <= sum(map(sum, lengths)) // budget + 1 + 300 // 12  # a new batch at each limit
+    assert_cut_by_characters([[len(document) for _, document in batch] for batch in batches], budget, 12)
+
+
+def assert_cut_by_characters(lengths: list[list[int]], budget: float, max_pairs: int) -> None:
+    """Batches of these document lengths, in the batches' order: longest first, at most
+    `max_pairs` each, the characters of all but the shortest under `budget`, and no more batches
+    than a new one at each multiple of either limit."""
+    assert all(min(a) >= max(b) for a, b in itertools.pairwise(lengths))
+    assert all(len(batch) <= max_pairs for batch in lengths)
+    assert all(sum(batch) - min(batch) < budget for batch in lengths)
+    assert any(4 < len(batch) < max_pairs for batch in lengths)  # cut by characters, not by 4 pairs
+    assert len(lengths) <= sum(map(sum, lengths)) // budget + 1 + sum(map(len, lengths)) // max_pairs
+
+
+def test_a_collection_jobs_batches_are_cut_by_characters_too(
+    session: Session, beat: Callable[..., None]
+) -> None:
+    """A collection job's pairs are numbered from its snapshot, by its collection's texts."""
+    texts = [document for _, document in make_pairs(100, seed=5)]
+    upload = CollectionUpload(session, "cut", Settings(max_document_chars=100_000))
+    upload.add([(i + 1, json.dumps({"id": f"d{i}", "text": text}).encode()) for i, text in enumerate(texts)])
+    queries = [{"id": "a", "text": "first"}, {"id": "b", "text": "second"}]
+    spec = CollectionJobSpec.model_validate({"collection": upload.finish()[0].id, "queries": queries})
+    job_id = service.submit_job(session, spec, TINY).id
+    beat("only", 20_000.0)
+    pipeline.plan_job(session, job_id, limits(task_pairs=4, task_seconds=0.1, task_max_pairs=12))
+    rows = session.execute(
+        select(Batch.number, func.length(CollectionDocument.text))
+        .join(BatchDocument, BatchDocument.batch_id == Batch.id)
+        .join(Document, Document.id == BatchDocument.document_id)
+        .join(CollectionDocument, CollectionDocument.id == Document.source_id)
+        .where(Batch.job_id == job_id)
+        .order_by(Batch.number)
+    ).all()
+    lengths = [[length for _, length in batch] for _, batch in itertools.groupby(rows, lambda row: row[0])]
+    assert sum(map(len, lengths)) == 200
+    assert_cut_by_characters(lengths, 20_000 * 0.1, 12)
 
 
 def test_batches_hold_task_pairs_until_a_worker_has_a_speed(

@@ -76,7 +76,7 @@ def batch_sizes(db_url: str, job_id: str) -> list[int]:
     return list(sizes)
 
 
-def test_a_workers_pace_sizes_the_batches_of_later_jobs(
+def test_a_workers_speed_sizes_the_batches_of_later_jobs(
     db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: Path
 ) -> None:
     """RERANK_TASK_SECONDS: a worker times its forward passes and its heartbeat publishes the speed

@@ -37,7 +37,7 @@ def test_a_batch_is_timed_on_the_model_only() -> None:
     assert timer.seconds == 3.0
 
 
-def test_pace_is_characters_a_second_over_the_latest_batches() -> None:
+def test_speed_is_characters_a_second_over_the_latest_batches() -> None:
     speed = Speed()
     assert speed.characters_per_second() is None  # no batch yet: the planner cuts by pairs
     speed.record(1000, 0.0)  # no forward pass: it says nothing of the model's speed
