@@ -236,6 +236,7 @@ def stack_of(args: argparse.Namespace, model: Path, batches: int) -> Iterator[St
         "RERANK_MODEL": str(model),
         "RERANK_DTYPE": args.dtype,
         "RERANK_TASK_SECONDS": str(args.task_seconds),
+        "RERANK_HEARTBEAT_SECONDS": "1",  # a worker's speed is published a second after its batch
         "RERANK_TASK_PAIRS": str(args.task_pairs),
         "RERANK_WORKER_BATCHES": str(batches),
         "RERANK_QUEUE": f"bench-{os.getpid()}-{batches}",
