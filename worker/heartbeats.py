@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import ColumnElement, Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from worker.errors import is_connection_error
@@ -86,14 +86,17 @@ def live_models(session: Session, timeout: float) -> set[str]:
     return {name for row in rows for name in row if name}
 
 
-def serving(session: Session, model: str, timeout: float) -> ModelIdentity | None:
-    """What the live workers of `model` (by the name they serve it under or the path they loaded
-    it from: they consume both queues) run, when they all serve it under one name, with the same
-    weights in the same dtype (else None: no cache key fits every worker that may score the job)."""
+def _live_workers_of(model: str, timeout: float) -> tuple[ColumnElement[bool], ...]:
+    """The conditions on a worker row: it serves `model` (by the name it serves it under or the
+    path it loaded it from: it consumes both queues) and was seen in the last `timeout` seconds."""
     since = utcnow() - timedelta(seconds=timeout)
-    stmt = select(Worker.model, Worker.fingerprint, Worker.dtype).where(
-        or_(Worker.model == model, Worker.model_path == model), Worker.last_seen >= since
-    )
+    return or_(Worker.model == model, Worker.model_path == model), Worker.last_seen >= since
+
+
+def serving(session: Session, model: str, timeout: float) -> ModelIdentity | None:
+    """What the live workers of `model` run, when they all serve it under one name, with the same
+    weights in the same dtype (else None: no cache key fits every worker that may score the job)."""
+    stmt = select(Worker.model, Worker.fingerprint, Worker.dtype).where(*_live_workers_of(model, timeout))
     seen = set(session.execute(stmt.distinct()).tuples())
     if len(seen) != 1:
         return None
@@ -102,12 +105,9 @@ def serving(session: Session, model: str, timeout: float) -> ModelIdentity | Non
 
 
 def slowest_speed(session: Session, model: str, timeout: float) -> float | None:
-    """The lowest speed among the live workers of `model` (by either of its names) that have
-    measured one: a batch cut to it takes no longer than planned on whichever of them takes it."""
-    since = utcnow() - timedelta(seconds=timeout)
-    stmt = select(func.min(Worker.characters_per_second)).where(
-        or_(Worker.model == model, Worker.model_path == model), Worker.last_seen >= since
-    )
+    """The lowest speed among the live workers of `model` that have measured one: a batch cut to
+    it takes no longer than planned on whichever of them takes it."""
+    stmt = select(func.min(Worker.characters_per_second)).where(*_live_workers_of(model, timeout))
     return session.execute(stmt).scalar_one()
 
 
