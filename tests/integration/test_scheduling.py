@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 
+from benchmarks.services import wait_for_speeds
 from tests.integration.conftest import WorkerProcess, make_client, queue_for
 from tests.integration.helpers import job_body, wait_for
 from worker.models import Batch
@@ -24,11 +25,17 @@ def start_big_job(client: TestClient, documents: int = 600) -> str:
     return job_id
 
 
-def finish_times(db_url: str, job_id: str) -> list[datetime]:
+def batch_values(db_url: str, job_id: str, column: Any) -> list[Any]:
+    """`column` of each of the job's batches, in the batches' order."""
     engine = create_engine(db_url)
     with engine.connect() as db:
-        times = db.scalars(select(Batch.finished_at).where(Batch.job_id == job_id)).all()
+        values = db.scalars(select(column).where(Batch.job_id == job_id).order_by(Batch.number)).all()
     engine.dispose()
+    return list(values)
+
+
+def finish_times(db_url: str, job_id: str) -> list[datetime]:
+    times = batch_values(db_url, job_id, Batch.finished_at)
     return sorted(t.replace(tzinfo=None) for t in times if t is not None)
 
 
@@ -68,14 +75,6 @@ def test_jobs_of_equal_priority_take_turns(client: TestClient, db_url: str) -> N
     client.post(f"/v1/jobs/{big}/cancel")
 
 
-def batch_sizes(db_url: str, job_id: str) -> list[int]:
-    engine = create_engine(db_url)
-    with engine.connect() as db:
-        sizes = db.scalars(select(Batch.pairs).where(Batch.job_id == job_id).order_by(Batch.number)).all()
-    engine.dispose()
-    return list(sizes)
-
-
 def test_a_workers_speed_sizes_the_batches_of_later_jobs(
     db_url: str, start_own_worker: Callable[..., WorkerProcess], tiny_model: Path
 ) -> None:
@@ -88,17 +87,11 @@ def test_a_workers_speed_sizes_the_batches_of_later_jobs(
     with make_client(db_url, worker.queue, str(tiny_model)) as client:
         first = client.post("/v1/jobs", json=job_body(queries=1, documents=40)).json()["id"]
         assert wait_for(client, first)["status"] == "completed"
-        deadline = time.monotonic() + 30
-        while True:
-            (me,) = [
-                w for w in client.get("/v1/workers").json()["workers"] if w["queue"].startswith(worker.queue)
-            ]
-            if me["characters_per_second"] is not None:
-                break
-            assert time.monotonic() < deadline, me
-            time.sleep(0.1)
+        wait_for_speeds(client, worker.queue, timeout=30)
+        listed = client.get("/v1/workers").json()["workers"]
+        (me,) = [w for w in listed if w["queue"].startswith(f"{worker.queue}.")]
         assert me["characters_per_second"] > 0
         second = client.post("/v1/jobs", json=job_body(queries=2, documents=40)).json()["id"]
         assert wait_for(client, second)["status"] == "completed"
-    sizes = batch_sizes(db_url, second)
+    sizes = batch_values(db_url, second, Batch.pairs)
     assert sum(sizes) == 80 and max(sizes) > 2 and len(sizes) < 40
