@@ -41,6 +41,7 @@ from benchmarks.services import (
     wait_for,
     wait_for_speeds,
 )
+from worker.config import Settings
 
 DATABASE = "rerankq_bench"
 NO_CACHE = {"cache": False}  # both jobs are scored: the score cache would answer the second from the first
@@ -210,7 +211,7 @@ def main() -> None:
                 give_speeds(run_api, workers_env(env, batches, seconds)["RERANK_QUEUE"])
             job_rows = overnight_job(run_api, kb["id"], queries)
             job_id = job_rows.pop()[1]
-            task = f"{seconds:g} s a task" if seconds else "256 pairs a task"
+            task = f"{seconds:g} s a task" if seconds else f"{Settings().task_pairs} pairs a task"
             label = f" ({args.workers} workers, {batches} batches in hand each, {task})"
             rows += [(stage + label, value) for stage, value in job_rows]
             with psycopg.connect(f"{args.postgres}/{DATABASE}") as db:
